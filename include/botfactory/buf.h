@@ -1,0 +1,40 @@
+/* buf: a growable byte buffer that always stays NUL-terminated.
+ * Used wherever the core builds text (rendered replies, JSON, error lists).
+ * Allocation failures are reported, never ignored: every append returns 0 or
+ * -ENOMEM, and a failed append leaves the buffer as it was. */
+#ifndef BOTFACTORY_BUF_H
+#define BOTFACTORY_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *data; /* NUL-terminated when non-NULL; owned by the buf */
+	size_t len;
+	size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+/* Makes room for `extra` more bytes (plus the NUL). Returns 0 or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
+/* Appends len bytes of s. Returns 0 or -ENOMEM. */
+int buf_append(struct buf *b, const char *s, size_t len);
+/* Appends a NUL-terminated string. Returns 0 or -ENOMEM. */
+int buf_puts(struct buf *b, const char *s);
+/* Appends one byte. Returns 0 or -ENOMEM. */
+int buf_putc(struct buf *b, char c);
+/* Appends printf-formatted text. Returns 0, -ENOMEM or -EINVAL (bad format). */
+int buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Empties the buffer but keeps its memory. */
+void buf_reset(struct buf *b);
+/* Hands the NUL-terminated contents to the caller (who frees them) and
+ * empties the buffer. Returns "" copied when empty, or NULL on -ENOMEM. */
+char *buf_take(struct buf *b);
+/* Frees the memory. The buf may be reused afterwards. */
+void buf_free(struct buf *b);
+
+#endif

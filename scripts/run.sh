@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build botfactory (installing missing dependencies first) and start it.
+# Runs from the repository root, whatever the current directory is.
+# Extra arguments are passed through to the program.
+set -eu
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+
+if [ ! -f build/meson-private/coredata.dat ]; then
+    meson setup build
+elif [ ! -f build/build.ninja ]; then
+    # A previous setup was interrupted or failed half-way: regenerate it.
+    meson setup --reconfigure build
+fi
+meson compile -C build
+
+# The program to start. Until the daemon exists this is the offline chat.
+# When the daemon lands, replace the line below with:
+#   exec ./build/botfactoryd --specs specs "$@"
+exec ./build/botfactoryctl chat specs/hello.yaml "$@"

@@ -1,0 +1,366 @@
+/* offline: spec loading and the simulated Telegram used by the ctl's
+ * offline commands (see offline.h). The simulation feeds the same events the
+ * daemon builds from Telegram updates into engine_step and keeps what the
+ * bot sent, so that buttons can be pressed later. */
+#include "offline.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int read_file(const char *path, char **data, size_t *len, FILE *errs)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
+		return -EINVAL;
+	}
+	struct buf b = BUF_INIT;
+	char chunk[8192];
+	size_t n;
+	int rc = 0;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (b.len + n > SPEC_MAX_BYTES) {
+			fprintf(errs, "%s: larger than %d bytes: not a spec\n", path,
+				SPEC_MAX_BYTES);
+			rc = -EINVAL;
+			break;
+		}
+		if ((rc = buf_append(&b, chunk, n)))
+			break;
+	}
+	if (!rc && ferror(f)) {
+		fprintf(errs, "%s: cannot read: %s\n", path, strerror(errno));
+		rc = -EINVAL;
+	}
+	fclose(f);
+	if (rc) {
+		buf_free(&b);
+		return rc;
+	}
+	*len = b.len;
+	*data = buf_take(&b);
+	return *data ? 0 : -ENOMEM;
+}
+
+int offline_load(const char *path, FILE *errs, struct spec **out)
+{
+	char *data = NULL;
+	size_t len = 0;
+	struct diags d = {0};
+	int rc = read_file(path, &data, &len, errs);
+	if (rc)
+		return rc;
+
+	/* bot id: the file name without directory and extension */
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	char id[256];
+	snprintf(id, sizeof(id), "%s", base);
+	char *dot = strrchr(id, '.');
+	if (dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") ||
+		    !strcmp(dot, ".json")))
+		*dot = '\0';
+
+	rc = spec_compile(id, data, len, out, &d);
+	diags_sort(&d);
+	for (size_t i = 0; i < d.n; i++) {
+		if (d.v[i].line)
+			fprintf(errs, "%s:%d:%d: %s\n", path, d.v[i].line, d.v[i].col,
+				d.v[i].msg);
+		else
+			fprintf(errs, "%s: %s\n", path, d.v[i].msg);
+	}
+	if (rc == -ENOMEM)
+		fprintf(errs, "%s: out of memory\n", path);
+	diags_free(&d);
+	free(data);
+	return rc;
+}
+
+/* ---- simulation ------------------------------------------------------------ */
+
+void sim_outs_free(struct sim_outs *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		free(o->v[i].notice);
+	free(o->v);
+	o->v = NULL;
+	o->n = 0;
+}
+
+void sim_init(struct sim *s, const struct spec *spec, int64_t now_ms)
+{
+	memset(s, 0, sizeof(*s));
+	s->spec = spec;
+	s->now_ms = now_ms;
+	snprintf(s->bot_username, sizeof(s->bot_username), "%s_bot", spec->id);
+	for (char *p = s->bot_username; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	s->ctx.bot_username = s->bot_username;
+	s->chat_id = s->user_id = 1001;
+	s->chat_kind = CHAT_PRIVATE;
+	strcpy(s->first_name, "Alice");
+	strcpy(s->username, "alice");
+	s->next_id = 1;
+}
+
+static void msg_free(struct sim_msg *m)
+{
+	free(m->text);
+	for (size_t r = 0; r < m->nrows; r++) {
+		for (size_t i = 0; i < m->rows[r].n; i++) {
+			free(m->rows[r].v[i].text);
+			free(m->rows[r].v[i].data);
+			free(m->rows[r].v[i].url);
+		}
+		free(m->rows[r].v);
+	}
+	free(m->rows);
+}
+
+void sim_free(struct sim *s)
+{
+	for (size_t i = 0; i < s->nconvos; i++)
+		convo_clear(&s->convos[i].st);
+	free(s->convos);
+	for (size_t i = 0; i < s->nmsgs; i++)
+		msg_free(&s->msgs[i]);
+	free(s->msgs);
+	memset(s, 0, sizeof(*s));
+}
+
+static int parse_i64(const char *v, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (errno || !*v || *end)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+static int set_str(char *dst, size_t size, const char *v)
+{
+	if (strlen(v) >= size)
+		return -EINVAL;
+	strcpy(dst, v);
+	return 0;
+}
+
+int sim_set(struct sim *s, const char *key, const char *v)
+{
+	if (!strcmp(key, "user"))
+		return parse_i64(v, &s->user_id);
+	if (!strcmp(key, "chat"))
+		return parse_i64(v, &s->chat_id);
+	if (!strcmp(key, "first_name"))
+		return set_str(s->first_name, sizeof(s->first_name), v);
+	if (!strcmp(key, "last_name"))
+		return set_str(s->last_name, sizeof(s->last_name), v);
+	if (!strcmp(key, "username"))
+		return set_str(s->username, sizeof(s->username), v);
+	if (!strcmp(key, "title"))
+		return set_str(s->title, sizeof(s->title), v);
+	if (!strcmp(key, "bot"))
+		return set_str(s->bot_username, sizeof(s->bot_username), v);
+	if (!strcmp(key, "type")) {
+		if (!strcmp(v, "private"))
+			s->chat_kind = CHAT_PRIVATE;
+		else if (!strcmp(v, "group") || !strcmp(v, "supergroup"))
+			s->chat_kind = CHAT_GROUP;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The state of the current (chat, user), created idle when new. */
+static struct sim_convo *convo_for(struct sim *s, int64_t chat, int64_t user)
+{
+	for (size_t i = 0; i < s->nconvos; i++)
+		if (s->convos[i].chat_id == chat && s->convos[i].user_id == user)
+			return &s->convos[i];
+	struct sim_convo *v = realloc(s->convos, (s->nconvos + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	s->convos = v;
+	v[s->nconvos] = (struct sim_convo){chat, user, s->chat_kind, CONVO_INIT};
+	return &v[s->nconvos++];
+}
+
+static int out_push(struct sim_outs *o, struct sim_out x)
+{
+	struct sim_out *v = realloc(o->v, (o->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	o->v = v;
+	o->v[o->n++] = x;
+	return 0;
+}
+
+/* Performs the actions as Telegram would: messages are stored (and get
+ * ids), callback answers with a text become notices. */
+static int perform(struct sim *s, struct actions *acts, struct sim_outs *out)
+{
+	int rc = 0;
+	for (size_t i = 0; i < acts->n && !rc; i++) {
+		struct action *a = &acts->v[i];
+		if (a->kind == ACTION_ANSWER_CALLBACK) {
+			if (a->text && a->text[0]) {
+				rc = out_push(out, (struct sim_out){SIM_NOTICE, 0, a->text});
+				if (!rc)
+					a->text = NULL;
+			}
+			continue;
+		}
+		struct sim_msg *v = realloc(s->msgs, (s->nmsgs + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->msgs = v;
+		struct sim_msg *m = &v[s->nmsgs++];
+		*m = (struct sim_msg){s->next_id++, a->chat_id, a->text, a->rows,
+				      a->nrows, a->force_reply};
+		a->text = NULL;
+		a->rows = NULL;
+		a->nrows = 0;
+		rc = out_push(out, (struct sim_out){SIM_MESSAGE, s->nmsgs - 1, NULL});
+	}
+	return rc;
+}
+
+static int step(struct sim *s, struct sim_convo *c, struct event *ev,
+		struct sim_outs *out)
+{
+	struct convo next;
+	struct actions acts = {0};
+	ev->now_ms = s->now_ms;
+	int rc = engine_step(s->spec, &s->ctx, &c->st, ev, &next, &acts);
+	if (rc)
+		return rc;
+	convo_clear(&c->st);
+	c->st = next;
+	rc = perform(s, &acts, out);
+	actions_free(&acts);
+	return rc;
+}
+
+static void fill_event(struct sim *s, struct event *ev, enum event_kind kind)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->chat_id = s->chat_id;
+	ev->chat_kind = s->chat_kind;
+	ev->chat_title = s->title[0] ? s->title : NULL;
+	ev->user_id = s->user_id;
+	ev->first_name = s->first_name;
+	ev->last_name = s->last_name[0] ? s->last_name : NULL;
+	ev->username = s->username[0] ? s->username : NULL;
+}
+
+int sim_text(struct sim *s, const char *text, struct sim_outs *out)
+{
+	struct sim_convo *c = convo_for(s, s->chat_id, s->user_id);
+	if (!c)
+		return -ENOMEM;
+	struct event ev;
+	fill_event(s, &ev, EVENT_MESSAGE);
+	ev.message_id = s->next_id++;
+	ev.text = text;
+	return step(s, c, &ev, out);
+}
+
+int sim_press(struct sim *s, const char *label, struct sim_outs *out)
+{
+	for (size_t k = s->nmsgs; k-- > 0;) {
+		const struct sim_msg *m = &s->msgs[k];
+		if (m->chat_id != s->chat_id)
+			continue;
+		for (size_t r = 0; r < m->nrows; r++)
+			for (size_t i = 0; i < m->rows[r].n; i++) {
+				const struct action_button *b = &m->rows[r].v[i];
+				if (strcmp(b->text, label))
+					continue;
+				if (!b->data)
+					return -EINVAL;
+				struct sim_convo *c = convo_for(s, s->chat_id, s->user_id);
+				if (!c)
+					return -ENOMEM;
+				char cbid[32];
+				snprintf(cbid, sizeof(cbid), "cb%" PRId64, s->next_id++);
+				struct event ev;
+				fill_event(s, &ev, EVENT_CALLBACK);
+				ev.message_id = m->id;
+				ev.callback_id = cbid;
+				ev.callback_data = b->data;
+				return step(s, c, &ev, out);
+			}
+	}
+	return -ENOENT;
+}
+
+int64_t sim_next_deadline(const struct sim *s)
+{
+	int64_t best = 0;
+	for (size_t i = 0; i < s->nconvos; i++) {
+		int64_t d = s->convos[i].st.deadline_ms;
+		if (d && (!best || d < best))
+			best = d;
+	}
+	return best;
+}
+
+int sim_advance(struct sim *s, int64_t ms, struct sim_outs *out)
+{
+	s->now_ms += ms;
+	for (;;) {
+		int64_t due = sim_next_deadline(s);
+		if (!due || due > s->now_ms)
+			return 0;
+		for (size_t i = 0; i < s->nconvos; i++) {
+			struct sim_convo *c = &s->convos[i];
+			if (c->st.deadline_ms != due)
+				continue;
+			struct event ev;
+			fill_event(s, &ev, EVENT_TIMEOUT);
+			ev.chat_id = c->chat_id;
+			ev.chat_kind = c->chat_kind;
+			ev.user_id = c->user_id;
+			int rc = step(s, c, &ev, out);
+			if (rc)
+				return rc;
+			if (c->st.deadline_ms == due) /* never fire twice */
+				c->st.deadline_ms = 0;
+			break;
+		}
+	}
+}
+
+const struct sim_msg *sim_last_keyboard(const struct sim *s)
+{
+	for (size_t k = s->nmsgs; k-- > 0;)
+		if (s->msgs[k].chat_id == s->chat_id && s->msgs[k].nrows)
+			return &s->msgs[k];
+	return NULL;
+}
+
+int sim_format_buttons(const struct sim_msg *m, struct buf *out)
+{
+	int rc = 0;
+	for (size_t r = 0; r < m->nrows && !rc; r++) {
+		if (r)
+			rc = buf_puts(out, " | ");
+		for (size_t i = 0; i < m->rows[r].n && !rc; i++) {
+			const struct action_button *b = &m->rows[r].v[i];
+			rc = buf_printf(out, "%s[%s]", i ? " " : "", b->text);
+			if (!rc && b->url)
+				rc = buf_printf(out, "(%s)", b->url);
+		}
+	}
+	return rc;
+}

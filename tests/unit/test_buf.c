@@ -1,0 +1,98 @@
+/* Unit tests of buf (growable strings), utf8 and log redaction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "botfactory/buf.h"
+#include "botfactory/log.h"
+#include "botfactory/utf8.h"
+
+static void test_buf_grows_and_takes(void **state)
+{
+	(void)state;
+	struct buf b = BUF_INIT;
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(buf_printf(&b, "%d,", i % 10), 0);
+	assert_int_equal(b.len, 2000);
+	assert_int_equal(b.data[b.len], '\0');
+	assert_memory_equal(b.data, "0,1,2,", 6);
+	char *s = buf_take(&b);
+	assert_non_null(s);
+	assert_null(b.data);
+	assert_int_equal(strlen(s), 2000);
+	free(s);
+	/* taking an untouched buffer gives an empty string */
+	s = buf_take(&b);
+	assert_string_equal(s, "");
+	free(s);
+	buf_free(&b);
+}
+
+static void test_buf_reset_keeps_memory(void **state)
+{
+	(void)state;
+	struct buf b = BUF_INIT;
+	assert_int_equal(buf_puts(&b, "hello"), 0);
+	char *before = b.data;
+	buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(b.data, "");
+	assert_ptr_equal(b.data, before);
+	assert_int_equal(buf_putc(&b, 'x'), 0);
+	assert_string_equal(b.data, "x");
+	buf_free(&b);
+}
+
+static void test_utf8_valid(void **state)
+{
+	(void)state;
+	size_t off = 99;
+	assert_true(utf8_valid("plain", 5, NULL));
+	assert_true(utf8_valid("\xd0\x9f\xd1\x80\xd0\xb8", 6, NULL)); /* При */
+	assert_true(utf8_valid("\xf0\x9f\x91\x8b", 4, NULL));         /* 👋 */
+	assert_false(utf8_valid("ab\xff", 3, &off));
+	assert_int_equal(off, 2);
+	assert_false(utf8_valid("\xc0\xaf", 2, &off)); /* overlong '/' */
+	assert_int_equal(off, 0);
+	assert_false(utf8_valid("\xed\xa0\x80", 3, &off)); /* surrogate */
+	assert_false(utf8_valid("x\xe2\x82", 3, &off));    /* truncated */
+	assert_int_equal(off, 1);
+	assert_false(utf8_valid("a\0b", 3, &off));
+	assert_int_equal(off, 1);
+}
+
+static void test_utf16_len(void **state)
+{
+	(void)state;
+	assert_int_equal(utf8_utf16_len("abc", 3), 3);
+	assert_int_equal(utf8_utf16_len("\xd0\x9f", 2), 1);
+	assert_int_equal(utf8_utf16_len("\xf0\x9f\x91\x8b", 4), 2);
+}
+
+static void test_log_redact(void **state)
+{
+	(void)state;
+	char s[] = "GET /bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getMe failed";
+	log_redact(s);
+	assert_string_equal(s, "GET /bot123456:***/getMe failed");
+	char t[] = "time 12:30 and 42:short stay";
+	log_redact(t);
+	assert_string_equal(t, "time 12:30 and 42:short stay");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_grows_and_takes),
+		cmocka_unit_test(test_buf_reset_keeps_memory),
+		cmocka_unit_test(test_utf8_valid),
+		cmocka_unit_test(test_utf16_len),
+		cmocka_unit_test(test_log_redact),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
