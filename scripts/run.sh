@@ -18,4 +18,4 @@ meson compile -C build
 # The program to start. Until the daemon exists this is the offline chat.
 # When the daemon lands, replace the line below with:
 #   exec ./build/botfactoryd --specs specs "$@"
-exec ./build/botfactoryctl chat specs/hello.yaml "$@"
+exec ./build/botfactoryctl chat specs/order.yaml "$@"
