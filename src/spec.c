@@ -939,9 +939,10 @@ static void compile_messages(struct cc *c, const struct doc_node *n)
 	for (size_t i = 0; keys[i]; i++) {
 		const struct doc_node *v = doc_map_get(n, keys[i]);
 		if (v)
+			/* the last two are button-press notices: plain text */
 			*slots[i] = want_template(c, v, keys[i],
-						  i >= 3 ? PARSE_MODE_NONE : c->s->mode,
-						  i < 3);
+						  i >= 4 ? PARSE_MODE_NONE : c->s->mode,
+						  i < 4);
 	}
 }
 

@@ -177,8 +177,10 @@ int cmd_chat(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--bot-username") && i + 1 < argc)
 			username = argv[++i];
+		else if (!strcmp(argv[i], "--bot-username"))
+			return ctl_usage_error("chat", "--bot-username needs a NAME");
 		else if (argv[i][0] == '-' && argv[i][1])
-			return ctl_usage_error("chat", "unknown option");
+			return ctl_usage_error("chat", "unknown option '%s'", argv[i]);
 		else if (!file)
 			file = argv[i];
 		else

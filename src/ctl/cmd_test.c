@@ -460,8 +460,10 @@ int cmd_test(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--bot-username") && i + 1 < argc) {
 			username = argv[++i];
+		} else if (!strcmp(argv[i], "--bot-username")) {
+			return ctl_usage_error("test", "--bot-username needs a NAME");
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			return ctl_usage_error("test", "unknown option");
+			return ctl_usage_error("test", "unknown option '%s'", argv[i]);
 		} else if (!specfile) {
 			specfile = argv[i];
 		} else {

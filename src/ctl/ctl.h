@@ -22,7 +22,9 @@ void ctl_print_help(const struct ctl_cmd *c);
 const struct ctl_cmd *ctl_find(const char *name);
 /* True when argv has -h or --help before any "--". */
 int ctl_wants_help(int argc, char **argv);
-/* Prints "botfactoryctl NAME: msg" and a hint to stderr; returns 2. */
-int ctl_usage_error(const char *name, const char *msg);
+/* Prints "botfactoryctl NAME: <formatted message> (see ... --help)" on
+ * stderr; returns 2 (the usage-error exit status). */
+int ctl_usage_error(const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif

@@ -1,6 +1,7 @@
 /* botfactoryctl: the command-line tool. For now it runs specs offline
  * (validate, chat, test) with the same engine the daemon uses; commands that
  * drive a running daemon join the table below as the daemon grows. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,10 +69,14 @@ int ctl_wants_help(int argc, char **argv)
 	return 0;
 }
 
-int ctl_usage_error(const char *name, const char *msg)
+int ctl_usage_error(const char *name, const char *fmt, ...)
 {
-	fprintf(stderr, "botfactoryctl %s: %s (see 'botfactoryctl %s --help')\n",
-		name, msg, name);
+	va_list ap;
+	fprintf(stderr, "botfactoryctl %s: ", name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'botfactoryctl %s --help')\n", name);
 	return 2;
 }
 
