@@ -182,6 +182,13 @@ static void send(struct run *r, const struct template *t, enum parse_mode mode,
 	if (!text)
 		return;
 	int n = markup_split(mode, text, strlen(text), MARKUP_MAX_MESSAGE, &chunks);
+	if (n < 0 && n != -ENOMEM) {
+		/* cannot happen: literal markup is checked at load and values
+		 * are escaped; should it anyway, the text goes out as plain
+		 * text rather than being lost to a 400 */
+		mode = PARSE_MODE_NONE;
+		n = markup_split(mode, text, strlen(text), MARKUP_MAX_MESSAGE, &chunks);
+	}
 	free(text);
 	if (n < 0) {
 		r->rc = -ENOMEM;
@@ -214,6 +221,16 @@ static void say(struct run *r, const struct template *t)
 	send(r, t, r->spec->mode, NULL, false);
 }
 
+/* Sends text that is already markup for `mode` (not a template). */
+static void send_markup(struct run *r, const char *text, size_t len,
+			enum parse_mode mode, const struct keyboard *kb,
+			bool force_reply)
+{
+	struct template_part part = {0, (char *)text, len, 0};
+	struct template t = {&part, 1};
+	send(r, &t, mode, kb, force_reply);
+}
+
 static void answer_callback(struct run *r, const struct template *notice)
 {
 	struct action *a = push(r, ACTION_ANSWER_CALLBACK);
@@ -223,6 +240,13 @@ static void answer_callback(struct run *r, const struct template *notice)
 		r->rc = -ENOMEM;
 	if (notice && !(a->text = render(r, notice, PARSE_MODE_NONE)))
 		r->rc = -ENOMEM;
+	/* Telegram shows at most 200 characters: cut at a character */
+	size_t chars = 0;
+	for (char *p = a->text; p && *p; p++)
+		if ((*p & 0xC0) != 0x80 && ++chars > SPEC_MAX_NOTICE) {
+			*p = '\0';
+			break;
+		}
 }
 
 /* ---- running steps ---------------------------------------------------------- */
@@ -372,17 +396,17 @@ static void trim(const char *s, const char **start, size_t *len)
 
 static void default_error(struct run *r, const struct step *st)
 {
-	struct buf b = BUF_INIT;
+	struct buf b = BUF_INIT, esc = BUF_INIT;
 	const char *what = st->vtype == VALIDATE_INTEGER ? "a whole number" : "a number";
 	int rc = 0;
 	if (st->vtype == VALIDATE_INTEGER || st->vtype == VALIDATE_NUMBER) {
 		rc = buf_printf(&b, "Please send %s", what);
 		if (!rc && st->has_min && st->has_max)
-			rc = buf_printf(&b, " from %g to %g", st->min, st->max);
+			rc = buf_printf(&b, " from %.15g to %.15g", st->min, st->max);
 		else if (!rc && st->has_min)
-			rc = buf_printf(&b, " of at least %g", st->min);
+			rc = buf_printf(&b, " of at least %.15g", st->min);
 		else if (!rc && st->has_max)
-			rc = buf_printf(&b, " of at most %g", st->max);
+			rc = buf_printf(&b, " of at most %.15g", st->max);
 		if (!rc)
 			rc = buf_putc(&b, '.');
 	} else if (st->vtype == VALIDATE_REGEX) {
@@ -390,15 +414,14 @@ static void default_error(struct run *r, const struct step *st)
 	} else {
 		rc = buf_puts(&b, "Please answer with a text message.");
 	}
-	struct template *t = NULL;
-	size_t off;
-	const char *msg;
-	if (rc || template_parse(b.data, b.len, &t, &off, &msg))
+	if (!rc)
+		rc = markup_escape(st->mode, &esc, b.data, b.len);
+	if (rc)
 		r->rc = -ENOMEM;
 	else
-		prompt(r, st, t);
-	template_free(t);
+		send_markup(r, esc.data, esc.len, st->mode, &st->kb, in_group(r));
 	buf_free(&b);
+	buf_free(&esc);
 }
 
 /* Checks a typed answer. Returns a malloc'ed normalised value, or NULL when
@@ -463,6 +486,29 @@ static char *check_answer(struct run *r, const struct step *st, const char *text
 	return v;
 }
 
+/* True when text[0..n) equals s ignoring case, for all of Unicode (PCRE2
+ * folds case of non-ASCII letters in UTF mode: "да" equals "Да"). */
+static bool same_caseless(struct run *r, const char *s, const char *text, size_t n)
+{
+	if (strlen(s) == n && !strncasecmp(s, text, n))
+		return true;
+	int err;
+	PCRE2_SIZE off;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)s, strlen(s),
+				       PCRE2_LITERAL | PCRE2_CASELESS | PCRE2_UTF |
+					       PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+				       &err, &off, NULL);
+	pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+	bool hit = false;
+	if (!md)
+		r->rc = -ENOMEM; /* a literal always compiles: only memory fails */
+	else
+		hit = pcre2_match(re, (PCRE2_SPTR)text, n, 0, 0, md, NULL) >= 0;
+	pcre2_match_data_free(md);
+	pcre2_code_free(re);
+	return hit;
+}
+
 /* Finds the choice a typed answer names (its value or its label, ignoring
  * case and surrounding space). Returns it (borrowed) or NULL. */
 static const struct button *typed_choice(struct run *r, const struct step *st,
@@ -474,10 +520,10 @@ static const struct button *typed_choice(struct run *r, const struct step *st,
 	for (size_t i = 0; i < st->kb.nrows; i++)
 		for (size_t j = 0; j < st->kb.rows[i].n; j++) {
 			const struct button *b = &st->kb.rows[i].v[j];
-			if (strlen(b->value) == n && !strncasecmp(b->value, s, n))
+			if (same_caseless(r, b->value, s, n))
 				return b;
 			char *label = render(r, b->label, PARSE_MODE_NONE);
-			bool hit = label && strlen(label) == n && !strncasecmp(label, s, n);
+			bool hit = label && same_caseless(r, label, s, n);
 			free(label);
 			if (hit)
 				return b;
@@ -495,8 +541,13 @@ static void answer(struct run *r, const struct flow *f, const struct step *st,
 		if (!choice && text)
 			choice = typed_choice(r, st, text);
 		if (!choice) {
-			if (!r->rc)
-				prompt(r, st, st->error ? st->error : r->spec->msg.invalid_choice);
+			if (r->rc)
+				return;
+			if (st->error)
+				prompt(r, st, st->error);
+			else /* a spec-wide text: in the spec's parse mode */
+				send(r, r->spec->msg.invalid_choice, r->spec->mode, &st->kb,
+				     in_group(r));
 			return;
 		}
 		if (!(value = strdup(choice->value))) {
@@ -568,14 +619,10 @@ static void unknown_command(struct run *r, const char *text)
 			rc = markup_escape(r->spec->mode, &b, f->description,
 					   strlen(f->description));
 	}
-	struct template t = {0};
-	struct template_part part = {0, b.data, b.len, 0};
-	t.parts = &part;
-	t.nparts = 1;
 	if (rc)
 		r->rc = -ENOMEM;
 	else
-		say(r, &t);
+		send_markup(r, b.data, b.len, r->spec->mode, NULL, false);
 	buf_free(&b);
 }
 
@@ -822,8 +869,10 @@ int engine_action_json(const struct action *a, const char **method, char **json)
 			}
 		} else if (a->force_reply) {
 			cJSON *rm = cJSON_AddObjectToObject(o, "reply_markup");
+			/* selective targets the user replied to; with no message
+			 * to reply to it would target nobody */
 			if (!rm || !cJSON_AddTrueToObject(rm, "force_reply") ||
-			    !cJSON_AddTrueToObject(rm, "selective"))
+			    (a->reply_to && !cJSON_AddTrueToObject(rm, "selective")))
 				goto out;
 		}
 	}

@@ -174,7 +174,7 @@ static const char *want_str(struct cc *c, const struct doc_node *n,
 		err(c, n, "%s must be a string, not %s", what, doc_kind_name(n));
 		return NULL;
 	}
-	if (doc_is_null(n)) {
+	if (doc_is_null(n) || n->len == 0) {
 		err(c, n, "%s must not be empty", what);
 		return NULL;
 	}
@@ -199,6 +199,14 @@ static bool is_ident(const char *s, size_t max)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
 			return false;
 	return true;
+}
+
+/* Names that save: and set: may assign: identifiers other than the
+ * built-in namespaces. */
+static bool var_name_ok(const char *s)
+{
+	return is_ident(s, 64) && strcmp(s, "args") && strcmp(s, "user") &&
+	       strcmp(s, "chat") && strcmp(s, "bot");
 }
 
 /* Flow ids: 1-64 of [A-Za-z0-9_-], starting with a letter, digit or _. */
@@ -657,7 +665,7 @@ static void compile_validate(struct cc *c, const struct doc_node *n,
 }
 
 static void compile_ask(struct cc *c, const struct doc_node *n, struct step *st,
-			const char *flow_id, size_t index)
+			const char *flow_id, size_t index, size_t occurrence)
 {
 	const struct doc_node *save = doc_map_get(n, "save");
 	const struct doc_node *validate = doc_map_get(n, "validate");
@@ -669,8 +677,7 @@ static void compile_ask(struct cc *c, const struct doc_node *n, struct step *st,
 	st->text = want_template(c, doc_map_get(n, "ask"), "ask", st->mode, true);
 	if (save) {
 		const char *v = want_str(c, save, "save");
-		if (v && (!is_ident(v, 64) || !strcmp(v, "args") ||
-			  !strcmp(v, "user") || !strcmp(v, "chat") || !strcmp(v, "bot")))
+		if (v && !var_name_ok(v))
 			err(c, save, "save must be a variable name (letters, digits, _; not args, user, chat or bot), not '%s'",
 			    v);
 		else if (v) {
@@ -678,7 +685,10 @@ static void compile_ask(struct cc *c, const struct doc_node *n, struct step *st,
 			ref_add(c, &c->var_defs, v, save->line, save->col);
 		}
 	}
-	if (st->save ? buf_printf(&key, "save:%s", st->save)
+	/* the key must tell apart two asks that save the same variable */
+	if (st->save ? (occurrence ? buf_printf(&key, "save:%s:%zu", st->save,
+						 occurrence + 1)
+				   : buf_printf(&key, "save:%s", st->save))
 		     : buf_printf(&key, "step:%zu", index))
 		c->nomem = 1;
 	st->key = key.data;
@@ -701,8 +711,8 @@ static void compile_ask(struct cc *c, const struct doc_node *n, struct step *st,
 }
 
 static void compile_step(struct cc *c, const struct doc_node *n, struct step *st,
-			 const char *flow_id, size_t index, enum parse_mode mode,
-			 const char *where)
+			 const char *flow_id, size_t index, size_t occurrence,
+			 enum parse_mode mode, const char *where)
 {
 	static const char *const actions[] = {"reply", "ask", "goto", "set"};
 	static const char *const reply_keys[] = {"reply", "buttons", "parse_mode", NULL};
@@ -759,7 +769,7 @@ static void compile_step(struct cc *c, const struct doc_node *n, struct step *st
 			    where);
 			return;
 		}
-		compile_ask(c, n, st, flow_id, index);
+		compile_ask(c, n, st, flow_id, index, occurrence);
 		break;
 	case STEP_GOTO: {
 		check_keys(c, n, goto_keys, "a goto step");
@@ -785,14 +795,14 @@ static void compile_step(struct cc *c, const struct doc_node *n, struct step *st
 		for (size_t i = 0; i < m->n; i++) {
 			const struct doc_node *k = m->items[2 * i];
 			const struct doc_node *v = m->items[2 * i + 1];
-			if (!is_ident(k->str, 64) || !strcmp(k->str, "args")) {
-				err(c, k, "'%s' is not a variable name (letters, digits, _)",
+			if (!var_name_ok(k->str)) {
+				err(c, k, "'%s' is not a variable name (letters, digits, _; not args, user, chat or bot)",
 				    k->str);
 				continue;
 			}
 			st->sets[i].var = dup(c, k->str);
 			ref_add(c, &c->var_defs, k->str, k->line, k->col);
-			if (v->kind == DOC_SCALAR && doc_is_null(v)) {
+			if (v->kind == DOC_SCALAR && (doc_is_null(v) || v->len == 0)) {
 				/* `var: ""`/null clears the variable */
 				continue;
 			}
@@ -822,6 +832,20 @@ static void compile_step(struct cc *c, const struct doc_node *n, struct step *st
 	}
 }
 
+/* How many steps before item i of the list save the same variable. */
+static size_t save_occurrence(const struct doc_node *list, size_t i)
+{
+	const struct doc_node *save = doc_map_get(list->items[i], "save");
+	size_t count = 0;
+	if (!save || save->kind != DOC_SCALAR)
+		return 0;
+	for (size_t j = 0; j < i; j++) {
+		const struct doc_node *prev = doc_map_get(list->items[j], "save");
+		count += prev && prev->kind == DOC_SCALAR && !strcmp(prev->str, save->str);
+	}
+	return count;
+}
+
 static void compile_steps(struct cc *c, const struct doc_node *n,
 			  struct step_list *out, const char *flow_id,
 			  enum parse_mode mode, const char *where)
@@ -840,7 +864,8 @@ static void compile_steps(struct cc *c, const struct doc_node *n,
 		return;
 	out->n = n->n;
 	for (size_t i = 0; i < n->n; i++) {
-		compile_step(c, n->items[i], &out->v[i], flow_id, i, mode, where);
+		compile_step(c, n->items[i], &out->v[i], flow_id, i,
+			     save_occurrence(n, i), mode, where);
 		if (out->v[i].kind == STEP_GOTO && out->v[i].target && i + 1 < n->n)
 			err(c, n->items[i + 1], "this step never runs: it follows a goto");
 	}
@@ -938,11 +963,15 @@ static void compile_messages(struct cc *c, const struct doc_node *n)
 	check_keys(c, n, keys, "messages");
 	for (size_t i = 0; keys[i]; i++) {
 		const struct doc_node *v = doc_map_get(n, keys[i]);
-		if (v)
-			/* the last two are button-press notices: plain text */
-			*slots[i] = want_template(c, v, keys[i],
-						  i >= 4 ? PARSE_MODE_NONE : c->s->mode,
-						  i < 4);
+		if (!v)
+			continue;
+		/* the last two are button-press notices: plain text, shown by
+		 * Telegram in a popup of at most 200 characters */
+		*slots[i] = want_template(c, v, keys[i],
+					  i >= 4 ? PARSE_MODE_NONE : c->s->mode, i < 4);
+		if (i >= 4 && *slots[i] && count_chars(v->str) > SPEC_MAX_NOTICE)
+			err(c, v, "%s is shown in a popup of at most %d characters; this has %zu",
+			    keys[i], SPEC_MAX_NOTICE, count_chars(v->str));
 	}
 }
 
@@ -965,11 +994,15 @@ static void default_messages(struct cc *c)
 	for (size_t i = 0; i < 6; i++) {
 		if (*slots[i])
 			continue;
+		/* the first four are messages in the spec's parse mode */
+		struct buf b = BUF_INIT;
 		size_t off;
 		const char *msg;
-		if (template_parse(defaults[i], strlen(defaults[i]), slots[i], &off,
-				   &msg))
+		if (markup_escape(i < 4 ? c->s->mode : PARSE_MODE_NONE, &b, defaults[i],
+				  strlen(defaults[i])) ||
+		    template_parse(b.data, b.len, slots[i], &off, &msg))
 			c->nomem = 1;
+		buf_free(&b);
 	}
 }
 
@@ -1142,8 +1175,10 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 	n = doc_map_get(root, "flows");
 	if (!n) {
 		err(c, root, "a spec needs 'flows'");
-	} else if (n->kind != DOC_SEQ || n->n == 0) {
-		err(c, n, "flows must be a non-empty list, not %s", doc_kind_name(n));
+	} else if (n->kind != DOC_SEQ) {
+		err(c, n, "flows must be a list of flows, not %s", doc_kind_name(n));
+	} else if (n->n == 0) {
+		err(c, n, "flows must not be empty");
 	} else {
 		s->flows = zalloc(c, n->n, sizeof(*s->flows));
 		if (s->flows) {
@@ -1174,7 +1209,7 @@ int spec_compile(const char *id, const char *data, size_t len,
 		return -ENOMEM;
 	if (!is_slug(id)) {
 		rc = diags_add(d, 0, 0,
-			       "bot id '%s' (the file name without extension) must be 1-%d characters of A-Z, a-z, 0-9, _ and -",
+			       "bot id '%s' (the file name without extension) must be 1-%d characters of A-Z, a-z, 0-9, _ and -, not starting with -",
 			       id, SPEC_MAX_ID_LEN);
 		if (rc)
 			goto out;

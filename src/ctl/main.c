@@ -20,8 +20,9 @@ static const struct ctl_cmd cmds[] = {
 	 "  #N            press button N of the newest keyboard\n"
 	 "  :press LABEL  press the newest button labelled LABEL\n"
 	 "  :wait 10m     advance the clock (fires ask timeouts)\n"
-	 "  :as KEY=VALUE ...   change who talks (user=, first_name=, username=,\n"
-	 "                chat=, type=private|group, title=)\n"
+	 "  :as KEY=VALUE ...   change who talks: user=ID first_name= last_name=\n"
+	 "                username= chat=ID type=private|group|supergroup title=\n"
+	 "                bot= (values without spaces)\n"
 	 "  :state        show the conversation state as stored\n"
 	 "  :quit         leave (or end of input)\n"
 	 "Ask timeouts also fire in real time while you wait.\n",

@@ -190,7 +190,10 @@ static struct sim_convo *convo_for(struct sim *s, int64_t chat, int64_t user)
 	if (!v)
 		return NULL;
 	s->convos = v;
-	v[s->nconvos] = (struct sim_convo){chat, user, s->chat_kind, CONVO_INIT};
+	memset(&v[s->nconvos], 0, sizeof(v[0]));
+	v[s->nconvos].chat_id = chat;
+	v[s->nconvos].user_id = user;
+	v[s->nconvos].st = (struct convo)CONVO_INIT;
 	return &v[s->nconvos++];
 }
 
@@ -250,17 +253,26 @@ static int step(struct sim *s, struct sim_convo *c, struct event *ev,
 	return rc;
 }
 
-static void fill_event(struct sim *s, struct event *ev, enum event_kind kind)
+/* Records the current speaker in c and describes them in ev. */
+static void fill_event(struct sim *s, struct sim_convo *c, struct event *ev,
+		       enum event_kind kind)
 {
+	if (kind != EVENT_TIMEOUT) {
+		c->chat_kind = s->chat_kind;
+		strcpy(c->first_name, s->first_name);
+		strcpy(c->last_name, s->last_name);
+		strcpy(c->username, s->username);
+		strcpy(c->title, s->title);
+	}
 	memset(ev, 0, sizeof(*ev));
 	ev->kind = kind;
-	ev->chat_id = s->chat_id;
-	ev->chat_kind = s->chat_kind;
-	ev->chat_title = s->title[0] ? s->title : NULL;
-	ev->user_id = s->user_id;
-	ev->first_name = s->first_name;
-	ev->last_name = s->last_name[0] ? s->last_name : NULL;
-	ev->username = s->username[0] ? s->username : NULL;
+	ev->chat_id = c->chat_id;
+	ev->chat_kind = c->chat_kind;
+	ev->chat_title = c->title[0] ? c->title : NULL;
+	ev->user_id = c->user_id;
+	ev->first_name = c->first_name;
+	ev->last_name = c->last_name[0] ? c->last_name : NULL;
+	ev->username = c->username[0] ? c->username : NULL;
 }
 
 int sim_text(struct sim *s, const char *text, struct sim_outs *out)
@@ -269,7 +281,7 @@ int sim_text(struct sim *s, const char *text, struct sim_outs *out)
 	if (!c)
 		return -ENOMEM;
 	struct event ev;
-	fill_event(s, &ev, EVENT_MESSAGE);
+	fill_event(s, c, &ev, EVENT_MESSAGE);
 	ev.message_id = s->next_id++;
 	ev.text = text;
 	return step(s, c, &ev, out);
@@ -294,7 +306,7 @@ int sim_press(struct sim *s, const char *label, struct sim_outs *out)
 				char cbid[32];
 				snprintf(cbid, sizeof(cbid), "cb%" PRId64, s->next_id++);
 				struct event ev;
-				fill_event(s, &ev, EVENT_CALLBACK);
+				fill_event(s, c, &ev, EVENT_CALLBACK);
 				ev.message_id = m->id;
 				ev.callback_id = cbid;
 				ev.callback_data = b->data;
@@ -327,10 +339,7 @@ int sim_advance(struct sim *s, int64_t ms, struct sim_outs *out)
 			if (c->st.deadline_ms != due)
 				continue;
 			struct event ev;
-			fill_event(s, &ev, EVENT_TIMEOUT);
-			ev.chat_id = c->chat_id;
-			ev.chat_kind = c->chat_kind;
-			ev.user_id = c->user_id;
+			fill_event(s, c, &ev, EVENT_TIMEOUT);
 			int rc = step(s, c, &ev, out);
 			if (rc)
 				return rc;

@@ -31,6 +31,8 @@ struct sim_msg {
 struct sim_convo {
 	int64_t chat_id, user_id;
 	enum chat_kind chat_kind;
+	/* who the user was when last heard from (timeouts use these) */
+	char first_name[128], last_name[128], username[128], title[128];
 	struct convo st;
 };
 

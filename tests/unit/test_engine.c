@@ -123,7 +123,30 @@ static void test_group_ask_uses_force_reply(void **state)
 			       "\"reply_parameters\":{\"message_id\":7,\"allow_sending_without_reply\":true},"
 			       "\"reply_markup\":{\"force_reply\":true,\"selective\":true}}");
 	free(j);
+	/* reached by a button press there is no user message to reply to:
+	 * ForceReply then cannot be selective (it would target nobody) */
+	convo_clear(&st);
+	char code[BUTTON_CODE_LEN + 1];
+	const char *f[] = {"flow", "name"};
+	button_code(code, f, 2);
+	assert_null(spec_button(s, code)); /* no button in this spec... */
+	struct spec *s2 = compile("flows:\n"
+				  "  - {entry_cmd: /go, steps: [{reply: go, buttons: [{text: N, flow: name}]}]}\n"
+				  "  - id: name\n"
+				  "    steps: [{ask: Name?, save: n}]\n");
+	struct event pr = press(code);
+	pr.chat_kind = CHAT_GROUP;
 	actions_free(&a);
+	a = run(s2, &st, pr);
+	assert_int_equal(a.n, 2);
+	assert_true(a.v[1].force_reply);
+	assert_int_equal(a.v[1].reply_to, 0);
+	j = json_of(&a.v[1], &method);
+	assert_string_equal(j, "{\"chat_id\":42,\"text\":\"Name?\",\"parse_mode\":\"HTML\","
+			       "\"reply_markup\":{\"force_reply\":true}}");
+	free(j);
+	actions_free(&a);
+	spec_free(s2);
 	/* the same ask in a private chat needs no ForceReply */
 	convo_clear(&st);
 	a = run(s, &st, msg("/name"));

@@ -226,6 +226,33 @@ static void test_ask_rules(void **state)
 		      "11:12: ask is not allowed in fallback (use goto to a flow that asks)", NULL);
 }
 
+static void test_ask_keys_unique(void **state)
+{
+	(void)state;
+	struct spec *s = compile_ok("flows:\n"
+				    "  - entry_cmd: /a\n"
+				    "    steps: [{ask: q1, save: x}, {ask: q2}, {ask: q3, save: x}, {ask: q4, save: y}]\n");
+	const struct step_list *l = &s->flows[0].steps;
+	assert_string_equal(l->v[0].key, "save:x");
+	assert_string_equal(l->v[1].key, "step:1");
+	assert_string_equal(l->v[2].key, "save:x:2");
+	assert_string_equal(l->v[3].key, "save:y");
+	spec_free(s);
+}
+
+static void test_empty_strings(void **state)
+{
+	(void)state;
+	expect_errors("flows:\n"
+		      "  - entry_cmd: /a\n"
+		      "    description: \"\"\n"
+		      "    steps: [{reply: a, buttons: [{text: V, value: ''}]}, {set: {v: '', user: x}}]\n",
+		      "3:18: description must not be empty",
+		      "4:51: value must not be empty",
+		      "4:72: 'user' is not a variable name (letters, digits, _; not args, user, chat or bot)",
+		      NULL);
+}
+
 static void test_menu_limits(void **state)
 {
 	(void)state;
@@ -287,6 +314,8 @@ int main(void)
 		cmocka_unit_test(test_syntax_error_position),
 		cmocka_unit_test(test_goto_loop),
 		cmocka_unit_test(test_ask_rules),
+		cmocka_unit_test(test_ask_keys_unique),
+		cmocka_unit_test(test_empty_strings),
 		cmocka_unit_test(test_menu_limits),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_bad_id),
