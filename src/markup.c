@@ -33,7 +33,7 @@ struct tok {
 	uint32_t width;      /* UTF-16 code units shown */
 	unsigned char kind;
 	unsigned char plain; /* a single literal ASCII whitespace byte */
-	unsigned char vis_ws;/* shows as whitespace (nothing worth sending) */
+	unsigned char vis_ws; /* shows as whitespace: nothing to send */
 	unsigned char skip;  /* dropped by the splitter at a chunk start */
 };
 
@@ -149,13 +149,24 @@ static int new_ent(struct scan *sc, const char *open, size_t open_len,
 	return 0;
 }
 
+/* Bytes of the UTF-8 sequence at s[i]; a broken sequence is 1 byte (shown
+ * as one replacement character), so that a token never swallows text. */
+static size_t seq_at(const char *s, size_t len, size_t i)
+{
+	size_t k = utf8_seqlen((unsigned char)s[i]);
+	if (k > len - i)
+		return 1;
+	for (size_t j = 1; j < k; j++)
+		if (((unsigned char)s[i + j] & 0xC0) != 0x80)
+			return 1;
+	return k;
+}
+
 /* Emits one literal code point at s[i] as a text token; *n = its bytes. */
 static int text_tok(struct scan *sc, size_t i, size_t *n)
 {
 	unsigned char c = (unsigned char)sc->s[i];
-	size_t k = utf8_seqlen(c);
-	if (k > sc->len - i)
-		k = 1;
+	size_t k = seq_at(sc->s, sc->len, i);
 	*n = k;
 	return push_tok(sc, TOK_TEXT, i, k, k == 4 ? 2 : 1, NO_ENT,
 			is_ascii_ws(c), is_ascii_ws(c));
@@ -361,9 +372,7 @@ static int html_emoji(struct scan *sc, size_t start, size_t *pi)
 				return fail(sc, i, msg);
 			width += cp > 0xFFFF ? 2 : 1;
 		} else {
-			n = utf8_seqlen(c);
-			if (n > sc->len - i)
-				n = 1;
+			n = seq_at(s, sc->len, i);
 			width += n == 4 ? 2 : 1;
 		}
 		i += n;
@@ -712,9 +721,7 @@ static int md_emoji(struct scan *sc, size_t i, size_t *end)
 		}
 		if (c != '\n' && md_is_reserved(c))
 			return fail(sc, j, md_escape_msg(c));
-		size_t n = utf8_seqlen(c);
-		if (n > sc->len - j)
-			n = 1;
+		size_t n = seq_at(s, sc->len, j);
 		width += n == 4 ? 2 : 1;
 		j += n;
 	}
@@ -1132,8 +1139,7 @@ size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len)
 	struct scan sc;
 	if (!text)
 		return 0;
-	if (mode != PARSE_MODE_HTML && mode != PARSE_MODE_MARKDOWNV2)
-		return utf8_utf16_len(text, len);
+	/* malformed markup: the UTF-16 length of the raw text */
 	if (scan_run(&sc, mode, text, len, false))
 		return utf8_utf16_len(text, len);
 	return sc.visible;
@@ -1243,6 +1249,11 @@ out:
 
 enum { CUT_SPACE, CUT_NEWLINE, CUT_BLANK, CUT_NCLASS };
 
+static bool is_open(const struct tok *t)
+{
+	return t->kind == TOK_OPEN || t->kind == TOK_MARK;
+}
+
 static bool is_break(const struct tok *t, const char *s, char c)
 {
 	return t->kind == TOK_TEXT && t->plain && !t->skip && s[t->off] == c;
@@ -1256,7 +1267,7 @@ static void find_cut(struct scan *sc, size_t s, size_t limit, size_t *end,
 	struct tok *toks = sc->toks;
 	size_t best[CUT_NCLASS] = {0, 0, 0}, bestw[CUT_NCLASS] = {0, 0, 0};
 	bool have[CUT_NCLASS] = {false, false, false};
-	size_t w = 0, q;
+	size_t w = 0, q, cut, nskip = 0;
 	for (q = s; q < sc->ntok; q++) {
 		const struct tok *t = &toks[q];
 		if (t->skip || t->kind != TOK_TEXT)
@@ -1277,8 +1288,9 @@ static void find_cut(struct scan *sc, size_t s, size_t limit, size_t *end,
 			break;
 		w += t->width;
 	}
+	cut = q;
 	if (q < sc->ntok) {
-		size_t thr = limit - limit / 4, cut = q, nskip = 0;
+		size_t thr = limit - limit / 4;
 		for (int cls = CUT_BLANK; cls >= CUT_SPACE; cls--) {
 			if (have[cls] && bestw[cls] >= thr) {
 				cut = best[cls];
@@ -1286,26 +1298,38 @@ static void find_cut(struct scan *sc, size_t s, size_t limit, size_t *end,
 				break;
 			}
 		}
-		/* never end a chunk with opening markup */
+		/* opening markup goes with the text it opens */
 		q = cut;
-		while (q > s && (toks[q - 1].kind == TOK_OPEN ||
-				 toks[q - 1].kind == TOK_MARK))
+		while (q > s && is_open(&toks[q - 1]))
 			q--;
-		/* drop the break whitespace when it starts the next chunk;
-		 * in MarkdownV2 not before a closing mark, which could glue
-		 * onto the reopened one ("`" + "`" + "`..." reads as "```") */
-		size_t after = cut + nskip;
-		if (nskip && q == cut &&
-		    (sc->mode != PARSE_MODE_MARKDOWNV2 || after >= sc->ntok ||
-		     toks[after].kind != TOK_CLOSE))
-			for (size_t k = cut; k < after; k++)
-				toks[k].skip = 1;
 	}
+	/* trailing whitespace shows nothing (Telegram trims it); opening
+	 * markup it uncovers moves to the next chunk too, since a chunk
+	 * ending with it could read differently ("```lang" + "```") */
+	size_t e = q;
+	for (;;) {
+		while (e > s && toks[e - 1].kind == TOK_TEXT &&
+		       toks[e - 1].plain)
+			e--;
+		if (e == s || !is_open(&toks[e - 1]))
+			break;
+		while (e > s && is_open(&toks[e - 1]))
+			e--;
+		if (e == s)
+			break; /* nothing visible before it: dropped anyway */
+		q = e;
+	}
+	/* drop the break whitespace when it starts the next chunk; in
+	 * MarkdownV2 not before a closing mark, which could glue onto the
+	 * reopened one ("`" + "`" + "`..." reads as "```") */
+	size_t after = cut + nskip;
+	if (nskip && q == cut &&
+	    (sc->mode != PARSE_MODE_MARKDOWNV2 || after >= sc->ntok ||
+	     toks[after].kind != TOK_CLOSE))
+		for (size_t k = cut; k < after; k++)
+			toks[k].skip = 1;
 	*next = q;
-	/* trailing whitespace shows nothing (Telegram trims it) */
-	while (q > s && toks[q - 1].kind == TOK_TEXT && toks[q - 1].plain)
-		q--;
-	*end = q;
+	*end = e;
 }
 
 int markup_split(enum parse_mode mode, const char *text, size_t len,

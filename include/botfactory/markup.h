@@ -46,7 +46,8 @@ int markup_escape(enum parse_mode mode, struct buf *out, const char *s,
 		  size_t len);
 
 /* Length of the visible text of well-formed markup, in UTF-16 code units
- * (what Telegram counts against MARKUP_MAX_MESSAGE). */
+ * (what Telegram counts against MARKUP_MAX_MESSAGE). For text that is not
+ * well-formed, the UTF-16 length of the raw text. */
 size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len);
 
 /* Splits well-formed markup text[0..len) into messages whose visible text is
@@ -55,10 +56,14 @@ size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len);
  * the window, a blank line, then a newline, then a space; a formatting
  * entity open at a cut is closed at the end of one chunk and reopened at the
  * start of the next, so each chunk is well-formed on its own. Chunks that
- * would show nothing (empty or whitespace only) are dropped.
+ * would show nothing (empty or whitespace only) are dropped. A single token
+ * wider than `limit` (an emoji counts 2; a custom emoji is one token) gets a
+ * chunk of its own, which then exceeds the limit; a limit of 0 acts as 1.
  * Returns the number of chunks (0 when nothing is visible) and stores a
  * malloc'ed array of malloc'ed NUL-terminated strings in *out (caller frees
- * each and the array; *out is NULL when 0 is returned), or -ENOMEM. */
+ * each and the array; *out is NULL when 0 or an error is returned),
+ * -EINVAL when text is not well-formed for `mode` (see markup_check), or
+ * -ENOMEM. */
 int markup_split(enum parse_mode mode, const char *text, size_t len,
 		 size_t limit, char ***out);
 

@@ -41,9 +41,11 @@ void template_free(struct template *t);
 bool template_is_blank(const struct template *t);
 
 /* Checks the template's literal markup for `mode` as it will be sent, with
- * each placeholder standing for some plain text. Returns 0, or -EINVAL with
- * *err_off = byte offset in the original source and *msg set (static), or
- * -ENOMEM. */
+ * each placeholder standing for some plain text, and for nothing (an unset
+ * value); in MarkdownV2 a lone '\' right before a placeholder is an error.
+ * Returns 0, or -EINVAL with *err_off = byte offset in the original source
+ * (an error inside a placeholder's value points at the placeholder's `{{`)
+ * and *msg set (static), or -ENOMEM. */
 int template_check_markup(const struct template *t, enum parse_mode mode,
 			  size_t *err_off, const char **msg);
 
