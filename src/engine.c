@@ -816,7 +816,8 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 
 /* ---- Bot API JSON ------------------------------------------------------------- */
 
-int engine_action_json(const struct action *a, const char **method, char **json)
+int engine_action_json(const struct action *a, bool with_chat,
+		       const char **method, char **json)
 {
 	int rc = -ENOMEM;
 	cJSON *o = cJSON_CreateObject();
@@ -831,7 +832,7 @@ int engine_action_json(const struct action *a, const char **method, char **json)
 			goto out;
 	} else {
 		*method = "sendMessage";
-		if (!cJSON_AddNumberToObject(o, "chat_id", (double)a->chat_id) ||
+		if ((with_chat && !cJSON_AddNumberToObject(o, "chat_id", (double)a->chat_id)) ||
 		    !cJSON_AddStringToObject(o, "text", a->text ? a->text : ""))
 			goto out;
 		const char *pm = markup_mode_api_name(a->mode);

@@ -305,6 +305,25 @@ static struct template *want_template(struct cc *c, const struct doc_node *n,
 	return t;
 }
 
+static bool want_bool(struct cc *c, const struct doc_node *n, const char *what,
+		      bool *out)
+{
+	if (n->kind == DOC_SCALAR && n->plain) {
+		if (!strcmp(n->str, "true") || !strcmp(n->str, "True") ||
+		    !strcmp(n->str, "TRUE")) {
+			*out = true;
+			return true;
+		}
+		if (!strcmp(n->str, "false") || !strcmp(n->str, "False") ||
+		    !strcmp(n->str, "FALSE")) {
+			*out = false;
+			return true;
+		}
+	}
+	err(c, n, "%s must be true or false", what);
+	return false;
+}
+
 static bool want_number(struct cc *c, const struct doc_node *n,
 			const char *what, bool integer, double *out)
 {
@@ -1146,7 +1165,7 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 {
 	static const char *const keys[] = {"name", "token", "description",
 					   "parse_mode", "flows", "fallback",
-					   "messages", NULL};
+					   "messages", "delete_webhook", NULL};
 	struct spec *s = c->s;
 	if (root->kind != DOC_MAP) {
 		err(c, root, "a spec must be a mapping with 'flows', not %s",
@@ -1170,6 +1189,8 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 	}
 	if ((n = doc_map_get(root, "token")))
 		compile_token(c, n);
+	if ((n = doc_map_get(root, "delete_webhook")))
+		want_bool(c, n, "delete_webhook", &s->delete_webhook);
 	if ((n = doc_map_get(root, "messages")))
 		compile_messages(c, n);
 	n = doc_map_get(root, "flows");

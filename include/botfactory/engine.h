@@ -91,7 +91,10 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 
 /* Builds the Bot API call for an action: *method is a static string
  * ("sendMessage", "answerCallbackQuery") and *json a malloc'ed JSON body
- * (caller frees). Returns 0 or -ENOMEM. */
-int engine_action_json(const struct action *a, const char **method, char **json);
+ * (caller frees). With with_chat false the body leaves out "chat_id" (the
+ * daemon's outbox keeps the chat in a column, so that a migrated group can
+ * be re-targeted, and adds it when sending). Returns 0 or -ENOMEM. */
+int engine_action_json(const struct action *a, bool with_chat,
+		       const char **method, char **json);
 
 #endif

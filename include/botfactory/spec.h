@@ -116,6 +116,7 @@ struct spec {
 	char *token;             /* literal token, or NULL */
 	char *token_env;         /* VAR of `${VAR}`, or NULL */
 	enum parse_mode mode;    /* default parse mode */
+	bool delete_webhook;     /* on a 409 "webhook is active": delete it */
 	struct flow *flows;
 	size_t nflows;
 	struct step_list fallback;

@@ -4,67 +4,18 @@
  * bot sent, so that buttons can be pressed later. */
 #include "offline.h"
 
+#include "botfactory/specfile.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int read_file(const char *path, char **data, size_t *len, FILE *errs)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
-		return -EINVAL;
-	}
-	struct buf b = BUF_INIT;
-	char chunk[8192];
-	size_t n;
-	int rc = 0;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (b.len + n > SPEC_MAX_BYTES) {
-			fprintf(errs, "%s: larger than %d bytes: not a spec\n", path,
-				SPEC_MAX_BYTES);
-			rc = -EINVAL;
-			break;
-		}
-		if ((rc = buf_append(&b, chunk, n)))
-			break;
-	}
-	if (!rc && ferror(f)) {
-		fprintf(errs, "%s: cannot read: %s\n", path, strerror(errno));
-		rc = -EINVAL;
-	}
-	fclose(f);
-	if (rc) {
-		buf_free(&b);
-		return rc;
-	}
-	*len = b.len;
-	*data = buf_take(&b);
-	return *data ? 0 : -ENOMEM;
-}
-
 int offline_load(const char *path, FILE *errs, struct spec **out)
 {
-	char *data = NULL;
-	size_t len = 0;
 	struct diags d = {0};
-	int rc = read_file(path, &data, &len, errs);
-	if (rc)
-		return rc;
-
-	/* bot id: the file name without directory and extension */
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	char id[256];
-	snprintf(id, sizeof(id), "%s", base);
-	char *dot = strrchr(id, '.');
-	if (dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") ||
-		    !strcmp(dot, ".json")))
-		*dot = '\0';
-
-	rc = spec_compile(id, data, len, out, &d);
+	int rc = specfile_load(path, out, &d);
 	diags_sort(&d);
 	for (size_t i = 0; i < d.n; i++) {
 		if (d.v[i].line)
@@ -76,8 +27,7 @@ int offline_load(const char *path, FILE *errs, struct spec **out)
 	if (rc == -ENOMEM)
 		fprintf(errs, "%s: out of memory\n", path);
 	diags_free(&d);
-	free(data);
-	return rc;
+	return rc == -ENOMEM ? rc : rc ? -EINVAL : 0;
 }
 
 /* ---- simulation ------------------------------------------------------------ */

@@ -68,7 +68,7 @@ static struct actions run(const struct spec *s, struct convo *st, struct event e
 static char *json_of(const struct action *a, const char **method)
 {
 	char *j = NULL;
-	assert_int_equal(engine_action_json(a, method, &j), 0);
+	assert_int_equal(engine_action_json(a, true, method, &j), 0);
 	return j;
 }
 

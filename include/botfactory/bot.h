@@ -1,0 +1,87 @@
+/* bot: one running bot. Its poller keeps one getUpdates outstanding (after
+ * getMe and, when the command list changed, setMyCommands), hands each
+ * batch to the database thread (engine steps, states, outbox rows and the
+ * new offset in one transaction) and polls again only after that commit.
+ * Its sender drains the outbox in per-chat order, button answers first, and
+ * obeys 429s exactly. Its deadline timer fires ask timeouts. Every error
+ * stays inside the bot: other bots never notice. */
+#ifndef BOTFACTORY_BOT_H
+#define BOTFACTORY_BOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "botfactory/dbq.h"
+#include "botfactory/spec.h"
+#include "botfactory/tg_api.h"
+
+/* What all bots share; owned by the daemon, outlives every bot. */
+struct bot_env {
+	uv_loop_t *loop;
+	struct tg_api *api;
+	struct dbq *dbq;
+	int poll_timeout_s;  /* getUpdates timeout (Telegram clamps to 0..50) */
+	int send_slots;      /* concurrent sends per bot */
+};
+
+enum bot_status {
+	BOT_DISABLED,     /* no token */
+	BOT_STARTING,     /* getMe / setMyCommands */
+	BOT_RUNNING,      /* polling */
+	BOT_BACKOFF,      /* transient errors: retrying */
+	BOT_UNAUTHORIZED, /* 401: the token is not valid; not polling */
+	BOT_CONFLICT,     /* 409: a webhook or another poller */
+	BOT_REFUSED,      /* not started: another bot has the same token */
+	BOT_STOPPED,
+};
+
+const char *bot_status_name(enum bot_status s);
+
+struct bot_counters {
+	uint64_t updates;        /* updates handled and committed */
+	uint64_t updates_failed; /* updates skipped because handling failed */
+	uint64_t sent;           /* calls Telegram accepted */
+	uint64_t dropped;        /* calls dropped for good (400, 403...) */
+	uint64_t retries;        /* calls retried after an error */
+	uint64_t polls;          /* getUpdates answered */
+};
+
+struct bot;
+
+/* Creates a bot for spec (the bot takes ownership of spec) with token
+ * (copied; NULL: disabled). Nothing starts yet. Returns 0 or -ENOMEM. */
+int bot_new(struct bot_env *env, struct spec *spec, const char *token,
+	    struct bot **out);
+
+/* Starts the bot (getMe, then polling). A bot without token only logs how
+ * to enable it. */
+void bot_start(struct bot *b);
+
+/* Marks a bot as refused (not started) with a reason. */
+void bot_refuse(struct bot *b, const char *why);
+
+/* Restarts the long poll at once (after a suspend/resume or a network
+ * change): the outstanding getUpdates is abandoned and sent again. */
+void bot_repoll(struct bot *b);
+
+/* Stops polling and sending; in-flight sends may finish within the
+ * daemon's grace period. `stopped` runs once the bot holds no loop handle
+ * and no database job; then bot_free may be called. */
+void bot_stop(struct bot *b, void (*stopped)(struct bot *b, void *arg), void *arg);
+
+/* Sends still in flight (for the shutdown grace period). */
+unsigned bot_sending(const struct bot *b);
+/* Abandons in-flight sends (their outbox rows stay for the next start). */
+void bot_abort_sends(struct bot *b);
+
+void bot_free(struct bot *b);
+
+const char *bot_id(const struct bot *b);
+const char *bot_token(const struct bot *b);
+enum bot_status bot_status(const struct bot *b);
+const char *bot_last_error(const struct bot *b);
+const struct bot_counters *bot_counters(const struct bot *b);
+
+#endif

@@ -1,0 +1,87 @@
+/* tg_api: Bot API calls over curl_uv, with replies turned into typed
+ * results (ok / retry after N s / unauthorized / the two kinds of conflict /
+ * bad request / forbidden / transient), so that callers decide on facts, not
+ * on strings. A request object is reused for many calls (its easy handle
+ * keeps the connection warm). URLs carry the token: they are never logged. */
+#ifndef BOTFACTORY_TG_API_H
+#define BOTFACTORY_TG_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "botfactory/buf.h"
+#include "botfactory/curl_uv.h"
+
+struct tg_api {
+	struct curl_uv *cu;
+	char *base;    /* e.g. "https://api.telegram.org", no trailing '/' */
+	char *ca_file; /* or NULL: the system's CAs */
+	char *proxy;   /* read once from the environment; "" = none */
+	struct curl_slist *headers;
+};
+
+/* Sets up the shared settings. Reads the proxy environment (https_proxy,
+ * HTTPS_PROXY, all_proxy...) once here, so that libcurl does not look it up
+ * on every request. Returns 0 or -ENOMEM. */
+int tg_api_init(struct tg_api *api, struct curl_uv *cu, const char *base,
+		const char *ca_file);
+void tg_api_free(struct tg_api *api);
+
+enum tg_status {
+	TG_OK,
+	TG_RETRY_AFTER,      /* 429: retry_after seconds */
+	TG_UNAUTHORIZED,     /* 401: the token is not valid */
+	TG_CONFLICT_WEBHOOK, /* 409: a webhook is set */
+	TG_CONFLICT_POLLER,  /* 409: another getUpdates took over */
+	TG_NOT_FOUND,        /* 404 */
+	TG_BAD_REQUEST,      /* 400 and other permanent 4xx */
+	TG_FORBIDDEN,        /* 403: blocked, kicked... */
+	TG_TRANSIENT,        /* 5xx, timeout, connection error, garbage */
+};
+
+struct tg_result {
+	enum tg_status status;
+	cJSON *root;             /* the parsed reply, or NULL; freed after the
+				    callback unless it sets root = NULL (then
+				    it owns the tree) */
+	long http;               /* HTTP status, 0 when none came */
+	const cJSON *result;     /* TG_OK: the "result" member */
+	const char *description; /* Telegram's or curl's words (never a URL) */
+	int retry_after;         /* TG_RETRY_AFTER */
+	int64_t migrate_to;      /* TG_BAD_REQUEST: migrate_to_chat_id, or 0 */
+};
+
+/* A short name of a status for logs and the admin API. Static string. */
+const char *tg_status_name(enum tg_status s);
+
+struct tg_req;
+typedef void (*tg_done_cb)(struct tg_req *r, struct tg_result *res, void *arg);
+
+struct tg_req {
+	struct tg_api *api;
+	CURL *easy;
+	struct buf url, body, resp;
+	char errbuf[CURL_ERROR_SIZE];
+	tg_done_cb cb;
+	void *arg;
+	bool busy;
+};
+
+/* Prepares a reusable request. Returns 0 or -ENOMEM. */
+int tg_req_init(struct tg_req *r, struct tg_api *api);
+/* Cancels a call in progress (no callback) and frees the request. */
+void tg_req_free(struct tg_req *r);
+
+/* Calls method with a JSON body (copied), giving up after timeout_ms. cb
+ * runs once on the loop (the result and what it points to live until cb
+ * returns). Returns 0, -EBUSY when a call is in progress, or -ENOMEM/-EIO. */
+int tg_req_call(struct tg_req *r, const char *token, const char *method,
+		const char *body, size_t len, long timeout_ms, tg_done_cb cb,
+		void *arg);
+/* Abandons the call in progress, if any (no callback). */
+void tg_req_cancel(struct tg_req *r);
+
+#endif

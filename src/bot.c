@@ -1,0 +1,1492 @@
+/* bot: one running bot: poller, database jobs, sender, deadline timer (see
+ * bot.h). Everything here runs on the loop thread except the `run`
+ * functions of the database jobs, which run on the database thread and touch
+ * only their job, the store and the (immutable) spec. */
+#include "botfactory/bot.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "botfactory/engine.h"
+#include "botfactory/log.h"
+#include "botfactory/utf8.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define POLL_MARGIN_S 15     /* client deadline beyond the poll timeout */
+#define CALL_TIMEOUT_MS 30000 /* deadline of every other call */
+#define WEBHOOK_RETRY_MS 60000
+#define DUE_BATCH 100
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Exponential backoff with jitter: the next delay after `prev` (0 = first). */
+static int next_backoff(int prev)
+{
+	int base = prev ? prev * 2 : BACKOFF_MIN_MS;
+	if (base > BACKOFF_MAX_MS)
+		base = BACKOFF_MAX_MS;
+	/* +-20% jitter so that many bots do not retry in step */
+	int jitter = base / 5;
+	return base - jitter + (int)((unsigned)rand() % (unsigned)(2 * jitter + 1));
+}
+
+static uint64_t fingerprint(const char *token)
+{
+	const char *f[] = {"token", token};
+	return button_hash(0, f, 2);
+}
+
+/* ---- the bot ------------------------------------------------------------ */
+
+struct out_item {
+	int64_t id;
+	int64_t chat;
+	int priority;
+	char *method;
+	char *body; /* JSON without chat_id */
+	int attempts;
+	struct out_item *next;
+};
+
+struct chatq {
+	int64_t chat;
+	struct out_item *head, *tail;
+	bool busy;      /* a send of this chat is in flight */
+	bool queued;    /* on the ready list */
+	int64_t paused_until; /* wall ms, 0 = not paused */
+	int backoff_ms;
+	struct chatq *next_ready;
+	struct chatq *hnext; /* hash chain */
+};
+
+struct send_slot {
+	struct tg_req req;
+	struct bot *bot;
+	struct out_item *item;
+	struct chatq *q; /* NULL for priority items */
+	bool ready;      /* req initialised */
+};
+
+struct bot {
+	struct bot_env *env;
+	struct spec *spec;
+	char *token;
+	uint64_t token_fp;
+	char username[64];
+	enum bot_status status;
+	char last_error[256];
+	struct bot_counters counters;
+
+	/* poller */
+	struct tg_req poll;
+	int64_t offset;
+	int backoff_ms;
+	uv_timer_t timer; /* poller retries */
+	bool loaded;      /* offset and outbox loaded */
+	bool polling;     /* a getUpdates is in flight */
+	struct batch_job *retry_batch; /* a batch to hand to the database again */
+	char *pending_cmds; /* setMyCommands body in flight */
+
+	/* sender */
+	struct send_slot *slots;
+	struct chatq **table;
+	size_t nbuckets, nchats;
+	struct chatq *ready_head, *ready_tail;
+	struct out_item *prio_head, *prio_tail;
+	int64_t paused_until; /* the whole bot, wall ms */
+	int64_t last_429_at;
+	int64_t last_429_chat;
+	uv_timer_t send_timer;
+	int64_t *acks;    /* outbox ids to delete */
+	size_t nacks, capacks;
+	bool ack_job;     /* a delete job is in flight */
+
+	/* deadlines */
+	uv_timer_t deadline_timer;
+	int64_t next_deadline;
+	bool due_job;
+
+	unsigned jobs;    /* database jobs in flight */
+	unsigned handles; /* open timers */
+	bool stopping;
+	void (*stopped)(struct bot *b, void *arg);
+	void *stopped_arg;
+};
+
+static const char *const status_names[] = {
+	[BOT_DISABLED] = "disabled",
+	[BOT_STARTING] = "starting",
+	[BOT_RUNNING] = "running",
+	[BOT_BACKOFF] = "backoff",
+	[BOT_UNAUTHORIZED] = "unauthorized",
+	[BOT_CONFLICT] = "conflict",
+	[BOT_REFUSED] = "refused",
+	[BOT_STOPPED] = "stopped",
+};
+
+const char *bot_status_name(enum bot_status s)
+{
+	return status_names[s];
+}
+
+const char *bot_id(const struct bot *b)
+{
+	return b->spec->id;
+}
+
+const char *bot_token(const struct bot *b)
+{
+	return b->token;
+}
+
+enum bot_status bot_status(const struct bot *b)
+{
+	return b->status;
+}
+
+const char *bot_last_error(const struct bot *b)
+{
+	return b->last_error;
+}
+
+const struct bot_counters *bot_counters(const struct bot *b)
+{
+	return &b->counters;
+}
+
+static void set_error(struct bot *b, enum bot_status st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_error(struct bot *b, enum bot_status st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b->last_error, sizeof(b->last_error), fmt, ap);
+	va_end(ap);
+	log_redact(b->last_error);
+	b->status = st;
+}
+
+static void maybe_stopped(struct bot *b);
+
+/* ---- database jobs --------------------------------------------------------- */
+
+struct row_out {
+	int64_t id, chat;
+	int priority;
+	char *method, *body;
+};
+
+/* Output of jobs that produce outbox rows. */
+struct rows {
+	struct row_out *v;
+	size_t n, cap;
+};
+
+static void rows_free(struct rows *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->v[i].method);
+		free(r->v[i].body);
+	}
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Runs one event through the engine and stores the result (database
+ * thread). Returns 0, -ENOMEM (the event is skipped) or -EIO. */
+static int handle_event(struct store *st, const struct spec *spec,
+			const struct engine_ctx *ctx, const struct event *ev,
+			struct rows *out)
+{
+	struct convo cur, next;
+	struct actions acts = {0};
+	int rc = store_convo_get(st, spec->id, ev->chat_id, ev->user_id, &cur);
+	if (rc == -EIO)
+		return rc;
+	rc = engine_step(spec, ctx, &cur, ev, &next, &acts);
+	convo_clear(&cur);
+	if (rc)
+		return rc;
+	rc = store_convo_put(st, spec->id, ev->chat_id, ev->user_id, &next);
+	convo_clear(&next);
+	for (size_t i = 0; i < acts.n && !rc; i++) {
+		const char *method;
+		char *body = NULL;
+		if ((rc = engine_action_json(&acts.v[i], false, &method, &body)))
+			break;
+		int prio = acts.v[i].kind == ACTION_ANSWER_CALLBACK;
+		int64_t id;
+		rc = store_outbox_add(st, spec->id, acts.v[i].chat_id, prio, method, body, &id);
+		if (!rc && out->n == out->cap) {
+			size_t cap = out->cap ? out->cap * 2 : 8;
+			struct row_out *v = realloc(out->v, cap * sizeof(*v));
+			if (!v)
+				rc = -ENOMEM;
+			else {
+				out->v = v;
+				out->cap = cap;
+			}
+		}
+		if (!rc) {
+			char *m = strdup(method);
+			if (!m)
+				rc = -ENOMEM;
+			else
+				out->v[out->n++] = (struct row_out){id, acts.v[i].chat_id, prio, m, body};
+		}
+		if (rc)
+			free(body);
+	}
+	actions_free(&acts);
+	return rc;
+}
+
+static const char *str_member(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(v) && utf8_valid(v->valuestring, strlen(v->valuestring), NULL)
+		       ? v->valuestring
+		       : NULL;
+}
+
+static int64_t num_member(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+/* Fills ev from a Telegram Update. Returns false for updates the engine
+ * has nothing to do with (channel posts, inline callbacks...). */
+static bool update_event(const cJSON *u, int64_t now, struct event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->now_ms = now;
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(u, "message");
+	const cJSON *cb = cJSON_GetObjectItemCaseSensitive(u, "callback_query");
+	const cJSON *from;
+	if (cJSON_IsObject(msg)) {
+		ev->kind = EVENT_MESSAGE;
+		from = cJSON_GetObjectItemCaseSensitive(msg, "from");
+		ev->message_id = num_member(msg, "message_id");
+		ev->text = str_member(msg, "text");
+	} else if (cJSON_IsObject(cb)) {
+		ev->kind = EVENT_CALLBACK;
+		from = cJSON_GetObjectItemCaseSensitive(cb, "from");
+		msg = cJSON_GetObjectItemCaseSensitive(cb, "message");
+		ev->callback_id = str_member(cb, "id");
+		ev->callback_data = str_member(cb, "data");
+		ev->message_id = num_member(msg, "message_id");
+		if (!cJSON_IsObject(msg) || !ev->callback_id)
+			return false; /* inline-mode callback: no chat */
+	} else {
+		return false;
+	}
+	const cJSON *chat = cJSON_GetObjectItemCaseSensitive(msg, "chat");
+	const char *type = str_member(chat, "type");
+	if (!cJSON_IsObject(from) || !cJSON_IsObject(chat) || !type ||
+	    !strcmp(type, "channel"))
+		return false;
+	ev->chat_id = num_member(chat, "id");
+	ev->chat_kind = strcmp(type, "private") ? CHAT_GROUP : CHAT_PRIVATE;
+	ev->chat_title = str_member(chat, "title");
+	ev->user_id = num_member(from, "id");
+	ev->first_name = str_member(from, "first_name");
+	ev->last_name = str_member(from, "last_name");
+	ev->username = str_member(from, "username");
+	return ev->chat_id && ev->user_id;
+}
+
+/* A batch of updates from one getUpdates. */
+struct batch_job {
+	struct dbq_job job;
+	struct bot *bot;
+	const struct spec *spec;
+	char username[64];
+	uint64_t token_fp;
+	cJSON *root;   /* the whole reply; result = the updates */
+	cJSON *updates;
+	int64_t offset;  /* out: the next offset */
+	int64_t next_deadline;
+	size_t handled, failed;
+	struct rows rows;
+};
+
+static void batch_run(struct dbq_job *j, struct store *st)
+{
+	struct batch_job *bj = (struct batch_job *)j;
+	struct engine_ctx ctx = {bj->username[0] ? bj->username : NULL};
+	const cJSON *u;
+	int64_t now = wall_ms();
+	rows_free(&bj->rows);
+	bj->handled = bj->failed = 0;
+	cJSON_ArrayForEach(u, bj->updates)
+	{
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(u, "update_id");
+		if (!cJSON_IsNumber(id))
+			continue;
+		/* ids may restart after a long silence: the next offset is the
+		 * last id of the batch + 1, whatever came before */
+		bj->offset = (int64_t)id->valuedouble + 1;
+		struct event ev;
+		if (!update_event(u, now, &ev))
+			continue;
+		int rc = handle_event(st, bj->spec, &ctx, &ev, &bj->rows);
+		if (rc == -EIO) {
+			j->rc = rc;
+			return;
+		}
+		if (rc) { /* logged on the loop; skipped, never retried */
+			bj->failed++;
+			continue;
+		}
+		bj->handled++;
+	}
+	if (store_offset_set(st, bj->spec->id, bj->token_fp, bj->offset)) {
+		j->rc = -EIO;
+		return;
+	}
+	bj->next_deadline = store_next_deadline(st, bj->spec->id);
+	if (bj->next_deadline < 0)
+		j->rc = -EIO;
+}
+
+/* Deadlines that fell due. */
+struct due_job {
+	struct dbq_job job;
+	struct bot *bot;
+	const struct spec *spec;
+	char username[64];
+	struct store *st;
+	int64_t now;
+	int64_t next_deadline;
+	int err;
+	struct rows rows;
+};
+
+static void due_one(void *arg, int64_t chat, int64_t user)
+{
+	struct due_job *dj = arg;
+	struct engine_ctx ctx = {dj->username[0] ? dj->username : NULL};
+	struct event ev = {0};
+	ev.kind = EVENT_TIMEOUT;
+	ev.now_ms = dj->now;
+	ev.chat_id = chat;
+	ev.user_id = user;
+	ev.chat_kind = chat < 0 ? CHAT_GROUP : CHAT_PRIVATE;
+	int rc = dj->err ? 0 : handle_event(dj->st, dj->spec, &ctx, &ev, &dj->rows);
+	if (rc == -EIO)
+		dj->err = rc;
+	else if (rc) {
+		/* the engine could not run: clear the deadline so that it does
+		 * not fire again and again */
+		struct convo c;
+		if (!store_convo_get(dj->st, dj->spec->id, chat, user, &c)) {
+			c.deadline_ms = 0;
+			if (store_convo_put(dj->st, dj->spec->id, chat, user, &c))
+				dj->err = -EIO;
+			convo_clear(&c);
+		}
+	}
+}
+
+static void due_run(struct dbq_job *j, struct store *st)
+{
+	struct due_job *dj = (struct due_job *)j;
+	rows_free(&dj->rows);
+	dj->st = st;
+	dj->err = 0;
+	int n = store_due(st, dj->spec->id, dj->now, DUE_BATCH, due_one, dj);
+	if (n < 0 || dj->err) {
+		j->rc = -EIO;
+		return;
+	}
+	dj->next_deadline = store_next_deadline(st, dj->spec->id);
+	if (dj->next_deadline < 0)
+		j->rc = -EIO;
+}
+
+/* Start-up: what the database knows of this bot. */
+struct load_job {
+	struct dbq_job job;
+	struct bot *bot;
+	const struct spec *spec;
+	uint64_t token_fp;
+	int64_t offset;
+	int64_t next_deadline;
+	char *commands; /* last published */
+	struct outbox_row *outbox;
+	int noutbox;
+};
+
+static void load_run(struct dbq_job *j, struct store *st)
+{
+	struct load_job *lj = (struct load_job *)j;
+	const char *id = lj->spec->id;
+	if (store_offset_get(st, id, lj->token_fp, &lj->offset) ||
+	    store_bot_commands_get(st, id, &lj->commands)) {
+		j->rc = -EIO;
+		return;
+	}
+	lj->noutbox = store_outbox_load(st, id, &lj->outbox);
+	lj->next_deadline = store_next_deadline(st, id);
+	if (lj->noutbox < 0 || lj->next_deadline < 0)
+		j->rc = lj->noutbox < 0 ? lj->noutbox : -EIO;
+}
+
+/* Small write jobs: delete outbox rows, record published commands,
+ * migrate a chat. */
+struct write_job {
+	struct dbq_job job;
+	struct bot *bot;
+	const char *bot_id;
+	int64_t *ids;
+	size_t nids;
+	char *commands;
+	int64_t from, to;
+};
+
+static void write_run(struct dbq_job *j, struct store *st)
+{
+	struct write_job *wj = (struct write_job *)j;
+	for (size_t i = 0; i < wj->nids && !j->rc; i++)
+		j->rc = store_outbox_delete(st, wj->ids[i]);
+	if (!j->rc && wj->commands)
+		j->rc = store_bot_commands_set(st, wj->bot_id, wj->commands);
+	if (!j->rc && wj->from)
+		j->rc = store_migrate_chat(st, wj->bot_id, wj->from, wj->to);
+}
+
+/* ---- sender ------------------------------------------------------------------- */
+
+static void pump(struct bot *b);
+static void flush_acks(struct bot *b);
+
+static struct chatq *chat_find(struct bot *b, int64_t chat, bool create)
+{
+	if (b->nbuckets) {
+		for (struct chatq *q = b->table[(uint64_t)chat % b->nbuckets]; q; q = q->hnext)
+			if (q->chat == chat)
+				return q;
+	}
+	if (!create)
+		return NULL;
+	if (b->nchats >= b->nbuckets) { /* grow: keep chains short */
+		size_t n = b->nbuckets ? b->nbuckets * 2 : 16;
+		struct chatq **t = calloc(n, sizeof(*t));
+		if (!t)
+			return NULL;
+		for (size_t i = 0; i < b->nbuckets; i++)
+			for (struct chatq *q = b->table[i], *next; q; q = next) {
+				next = q->hnext;
+				q->hnext = t[(uint64_t)q->chat % n];
+				t[(uint64_t)q->chat % n] = q;
+			}
+		free(b->table);
+		b->table = t;
+		b->nbuckets = n;
+	}
+	struct chatq *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->chat = chat;
+	q->hnext = b->table[(uint64_t)chat % b->nbuckets];
+	b->table[(uint64_t)chat % b->nbuckets] = q;
+	b->nchats++;
+	return q;
+}
+
+static void make_ready(struct bot *b, struct chatq *q)
+{
+	if (q->queued || q->busy || !q->head || q->paused_until)
+		return;
+	q->queued = true;
+	q->next_ready = NULL;
+	if (b->ready_tail)
+		b->ready_tail->next_ready = q;
+	else
+		b->ready_head = q;
+	b->ready_tail = q;
+}
+
+static void item_free(struct out_item *it)
+{
+	free(it->method);
+	free(it->body);
+	free(it);
+}
+
+/* Takes an outbox row into the send queues (strings are moved). */
+static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
+		    char *method, char *body)
+{
+	struct out_item *it = calloc(1, sizeof(*it));
+	struct chatq *q = priority ? NULL : chat_find(b, chat, true);
+	if (!it || (!priority && !q)) {
+		/* stays in the outbox: sent after the next start */
+		log_error("bot %s: out of memory queueing a reply", bot_id(b));
+		free(it);
+		free(method);
+		free(body);
+		return;
+	}
+	*it = (struct out_item){id, chat, priority, method, body, 0, NULL};
+	if (priority) {
+		if (b->prio_tail)
+			b->prio_tail->next = it;
+		else
+			b->prio_head = it;
+		b->prio_tail = it;
+		return;
+	}
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	make_ready(b, q);
+}
+
+static void ack(struct bot *b, int64_t id)
+{
+	if (b->nacks == b->capacks) {
+		size_t cap = b->capacks ? b->capacks * 2 : 64;
+		int64_t *v = realloc(b->acks, cap * sizeof(*v));
+		if (!v)
+			return; /* the row stays: at worst sent once more */
+		b->acks = v;
+		b->capacks = cap;
+	}
+	b->acks[b->nacks++] = id;
+}
+
+static void write_done(struct dbq_job *j)
+{
+	struct write_job *wj = (struct write_job *)j;
+	struct bot *b = wj->bot;
+	if (wj->nids)
+		b->ack_job = false;
+	b->jobs--;
+	free(wj->ids);
+	free(wj->commands);
+	free(wj);
+	if (!b->stopping || b->nacks)
+		flush_acks(b);
+	maybe_stopped(b);
+}
+
+static struct write_job *new_write_job(struct bot *b)
+{
+	struct write_job *wj = calloc(1, sizeof(*wj));
+	if (wj) {
+		wj->job.run = write_run;
+		wj->job.done = write_done;
+		wj->bot = b;
+		wj->bot_id = bot_id(b);
+	}
+	return wj;
+}
+
+static void submit(struct bot *b, struct dbq_job *j)
+{
+	b->jobs++;
+	dbq_submit(b->env->dbq, j);
+}
+
+/* Deletes acknowledged outbox rows, one job at a time (the rows pile up
+ * meanwhile: many deletes share a transaction). */
+static void flush_acks(struct bot *b)
+{
+	if (b->ack_job || !b->nacks)
+		return;
+	struct write_job *wj = new_write_job(b);
+	if (!wj)
+		return;
+	wj->ids = b->acks;
+	wj->nids = b->nacks;
+	b->acks = NULL;
+	b->nacks = b->capacks = 0;
+	b->ack_job = true;
+	submit(b, &wj->job);
+}
+
+static void arm_send_timer(struct bot *b);
+
+static void on_send_timer(uv_timer_t *t)
+{
+	struct bot *b = t->data;
+	int64_t now = wall_ms();
+	if (b->paused_until && b->paused_until <= now)
+		b->paused_until = 0;
+	for (size_t i = 0; i < b->nbuckets; i++)
+		for (struct chatq *q = b->table[i]; q; q = q->hnext)
+			if (q->paused_until && q->paused_until <= now) {
+				q->paused_until = 0;
+				make_ready(b, q);
+			}
+	pump(b);
+	arm_send_timer(b);
+}
+
+/* Arms the send timer for the earliest pause that ends. */
+static void arm_send_timer(struct bot *b)
+{
+	int64_t earliest = b->paused_until;
+	for (size_t i = 0; i < b->nbuckets; i++)
+		for (struct chatq *q = b->table[i]; q; q = q->hnext)
+			if (q->paused_until && (!earliest || q->paused_until < earliest))
+				earliest = q->paused_until;
+	if (!earliest || b->stopping) {
+		uv_timer_stop(&b->send_timer);
+		return;
+	}
+	int64_t delay = earliest - wall_ms();
+	uv_timer_start(&b->send_timer, on_send_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+static void migrate_chat(struct bot *b, int64_t from, int64_t to)
+{
+	struct chatq *old = chat_find(b, from, false);
+	struct chatq *q = chat_find(b, to, true);
+	log_info("bot %s: chat %" PRId64 " became supergroup %" PRId64 ": moving its replies and conversations",
+		 bot_id(b), from, to);
+	if (old && q && old != q) {
+		/* the old chat's items go first: they are older */
+		for (struct out_item *it = old->head; it; it = it->next)
+			it->chat = to;
+		if (old->tail) {
+			old->tail->next = q->head;
+			q->head = old->head;
+			if (!q->tail)
+				q->tail = old->tail;
+		}
+		old->head = old->tail = NULL;
+		make_ready(b, q);
+	}
+	struct write_job *wj = new_write_job(b);
+	if (wj) {
+		wj->from = from;
+		wj->to = to;
+		submit(b, &wj->job);
+	}
+}
+
+static void bot_unauthorized(struct bot *b, const char *what);
+
+/* Decides what a send's result means for its item and queue. */
+static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct send_slot *s = arg;
+	struct bot *b = s->bot;
+	struct out_item *it = s->item;
+	struct chatq *q = s->q;
+	int64_t now = wall_ms();
+	bool done = false;
+	s->item = NULL;
+	s->q = NULL;
+	if (q)
+		q->busy = false;
+	switch (res->status) {
+	case TG_OK:
+		b->counters.sent++;
+		done = true;
+		if (q)
+			q->backoff_ms = 0;
+		break;
+	case TG_RETRY_AFTER: {
+		/* A 429 does not say whether the chat or the whole bot hit the
+		 * limit. It pauses the chat it came for; a second 429 for
+		 * another chat within a second (or one for a call without chat
+		 * order, like a button answer) means the bot-wide limit: the
+		 * whole sender pauses. */
+		int64_t until = now + (int64_t)res->retry_after * 1000;
+		bool bot_wide = !q || (b->last_429_at && now - b->last_429_at < 1000 &&
+				       b->last_429_chat != it->chat);
+		b->last_429_at = now;
+		b->last_429_chat = it->chat;
+		if (bot_wide && until > b->paused_until)
+			b->paused_until = until;
+		if (q)
+			q->paused_until = until;
+		b->counters.retries++;
+		log_info("bot %s: Telegram asks to wait %d s before sending to %s %" PRId64,
+			 bot_id(b), res->retry_after, bot_wide ? "any chat; last was" : "chat",
+			 it->chat);
+		break;
+	}
+	case TG_BAD_REQUEST:
+		if (res->migrate_to && q) {
+			/* the body has no chat_id: moving the queue (this item
+			 * is its head) re-targets every pending reply */
+			migrate_chat(b, q->chat, res->migrate_to);
+			q = chat_find(b, res->migrate_to, false);
+			it = NULL;
+			break;
+		}
+		/* fall through */
+	case TG_FORBIDDEN:
+	case TG_NOT_FOUND:
+		b->counters.dropped++;
+		done = true;
+		log_warn("bot %s: dropped a %s to chat %" PRId64 ": %s", bot_id(b),
+			 it->method, it->chat, res->description);
+		break;
+	case TG_UNAUTHORIZED:
+		bot_unauthorized(b, it->method);
+		break;
+	case TG_CONFLICT_WEBHOOK:
+	case TG_CONFLICT_POLLER:
+	case TG_TRANSIENT:
+		b->counters.retries++;
+		if (it->priority) {
+			/* a button answer is useless after Telegram's ~15 s:
+			 * try a few times, then give up */
+			if (++it->attempts >= 3) {
+				done = true;
+				b->counters.dropped++;
+			}
+			break;
+		}
+		if (q) {
+			q->backoff_ms = next_backoff(q->backoff_ms);
+			q->paused_until = now + q->backoff_ms;
+		}
+		log_warn("bot %s: sending to chat %" PRId64 " failed (%s), retrying",
+			 bot_id(b), it->chat, res->description);
+		break;
+	}
+	if (it && done) {
+		if (q && q->head == it) {
+			q->head = it->next;
+			if (!q->head)
+				q->tail = NULL;
+		}
+		ack(b, it->id);
+		item_free(it);
+	} else if (it && it->priority) {
+		/* back to the front of the priority queue */
+		it->next = b->prio_head;
+		b->prio_head = it;
+		if (!b->prio_tail)
+			b->prio_tail = it;
+	}
+	if (q)
+		make_ready(b, q);
+	flush_acks(b);
+	arm_send_timer(b);
+	if (b->stopping)
+		maybe_stopped(b);
+	else
+		pump(b);
+}
+
+/* Builds the body with "chat_id" in front of the stored fields. */
+static int with_chat(struct buf *out, const struct out_item *it)
+{
+	buf_reset(out);
+	if (it->priority) /* answerCallbackQuery has no chat */
+		return buf_puts(out, it->body);
+	const char *rest = it->body[0] == '{' ? it->body + 1 : "}";
+	return buf_printf(out, "{\"chat_id\":%" PRId64 "%s%s", it->chat,
+			  rest[0] == '}' ? "" : ",", rest);
+}
+
+/* Starts sends while there are free slots and sendable items. */
+static void pump(struct bot *b)
+{
+	if (b->stopping || b->status == BOT_UNAUTHORIZED || !b->loaded)
+		return;
+	int64_t now = wall_ms();
+	if (b->paused_until > now)
+		return;
+	for (int i = 0; i < b->env->send_slots; i++) {
+		struct send_slot *s = &b->slots[i];
+		if (s->item)
+			continue;
+		struct out_item *it = NULL;
+		struct chatq *q = NULL;
+		if (b->prio_head) {
+			it = b->prio_head;
+			b->prio_head = it->next;
+			if (!b->prio_head)
+				b->prio_tail = NULL;
+			it->next = NULL;
+		} else if (b->ready_head) {
+			q = b->ready_head;
+			b->ready_head = q->next_ready;
+			if (!b->ready_head)
+				b->ready_tail = NULL;
+			q->queued = false;
+			it = q->head;
+			q->busy = true;
+		} else {
+			return;
+		}
+		if (!s->ready) {
+			if (tg_req_init(&s->req, b->env->api)) {
+				tg_req_free(&s->req);
+				goto requeue;
+			}
+			s->ready = true;
+			s->bot = b;
+		}
+		struct buf body = BUF_INIT;
+		if (with_chat(&body, it) ||
+		    tg_req_call(&s->req, b->token, it->method, body.data, body.len,
+				CALL_TIMEOUT_MS, on_sent, s)) {
+			buf_free(&body);
+			goto requeue;
+		}
+		buf_free(&body);
+		s->item = it;
+		s->q = q;
+		continue;
+requeue:
+		/* could not start: try again shortly */
+		if (q) {
+			q->busy = false;
+			q->paused_until = now + BACKOFF_MIN_MS;
+		} else {
+			it->next = b->prio_head;
+			b->prio_head = it;
+			if (!b->prio_tail)
+				b->prio_tail = it;
+			b->paused_until = now + BACKOFF_MIN_MS;
+		}
+		arm_send_timer(b);
+		return;
+	}
+}
+
+static void take_rows(struct bot *b, struct rows *rows)
+{
+	for (size_t i = 0; i < rows->n; i++) {
+		struct row_out *r = &rows->v[i];
+		enqueue(b, r->id, r->chat, r->priority, r->method, r->body);
+		r->method = r->body = NULL;
+	}
+	rows->n = 0;
+	pump(b);
+}
+
+unsigned bot_sending(const struct bot *b)
+{
+	unsigned n = 0;
+	for (int i = 0; b->slots && i < b->env->send_slots; i++)
+		n += b->slots[i].item != NULL;
+	return n;
+}
+
+/* ---- deadlines ----------------------------------------------------------------- */
+
+static void arm_deadline(struct bot *b, int64_t next);
+
+static void due_done(struct dbq_job *j)
+{
+	struct due_job *dj = (struct due_job *)j;
+	struct bot *b = dj->bot;
+	b->jobs--;
+	b->due_job = false;
+	if (j->rc) {
+		log_error("bot %s: could not run ask timeouts (database error); retrying",
+			  bot_id(b));
+		rows_free(&dj->rows);
+		free(dj);
+		if (!b->stopping)
+			arm_deadline(b, wall_ms() + BACKOFF_MIN_MS);
+		maybe_stopped(b);
+		return;
+	}
+	if (!b->stopping)
+		take_rows(b, &dj->rows);
+	int64_t next = dj->next_deadline;
+	rows_free(&dj->rows);
+	free(dj);
+	if (!b->stopping)
+		arm_deadline(b, next);
+	maybe_stopped(b);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct bot *b = t->data;
+	if (b->due_job || b->stopping)
+		return;
+	struct due_job *dj = calloc(1, sizeof(*dj));
+	if (!dj) {
+		arm_deadline(b, wall_ms() + BACKOFF_MIN_MS);
+		return;
+	}
+	dj->job.run = due_run;
+	dj->job.done = due_done;
+	dj->bot = b;
+	dj->spec = b->spec;
+	snprintf(dj->username, sizeof(dj->username), "%s", b->username);
+	dj->now = wall_ms();
+	b->due_job = true;
+	submit(b, &dj->job);
+}
+
+static void arm_deadline(struct bot *b, int64_t next)
+{
+	b->next_deadline = next;
+	if (!next) {
+		uv_timer_stop(&b->deadline_timer);
+		return;
+	}
+	int64_t delay = next - wall_ms();
+	uv_timer_start(&b->deadline_timer, on_deadline, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+/* ---- poller ---------------------------------------------------------------------- */
+
+static void poll_again(struct bot *b);
+static void get_me(struct bot *b);
+
+static void submit_batch(struct bot *b, struct batch_job *bj);
+
+static void on_timer(uv_timer_t *t)
+{
+	struct bot *b = t->data;
+	if (b->stopping)
+		return;
+	if (b->retry_batch) {
+		struct batch_job *bj = b->retry_batch;
+		b->retry_batch = NULL;
+		submit_batch(b, bj);
+	} else if (!b->username[0]) {
+		get_me(b);
+	} else {
+		poll_again(b);
+	}
+}
+
+static void retry_in(struct bot *b, int ms)
+{
+	uv_timer_start(&b->timer, on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+}
+
+static void bot_unauthorized(struct bot *b, const char *what)
+{
+	if (b->status != BOT_UNAUTHORIZED)
+		log_error("bot %s: Telegram rejects its token (401 Unauthorized on %s): not polling; fix the token and restart",
+			  bot_id(b), what);
+	set_error(b, BOT_UNAUTHORIZED, "401 Unauthorized on %s: the token is not valid", what);
+	tg_req_cancel(&b->poll);
+	uv_timer_stop(&b->timer);
+}
+
+static void delete_webhook_done(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct bot *b = arg;
+	if (b->stopping)
+		return;
+	if (res->status == TG_OK) {
+		log_info("bot %s: deleted the webhook (delete_webhook: true); polling", bot_id(b));
+		poll_again(b);
+	} else {
+		set_error(b, BOT_CONFLICT, "deleteWebhook failed: %s", res->description);
+		retry_in(b, WEBHOOK_RETRY_MS);
+	}
+}
+
+/* Handles an error of getMe/getUpdates/setMyCommands. */
+static void poll_error(struct bot *b, const char *method, const struct tg_result *res)
+{
+	switch (res->status) {
+	case TG_OK:
+		return;
+	case TG_RETRY_AFTER:
+		set_error(b, BOT_BACKOFF, "%s: 429, retry after %d s", method, res->retry_after);
+		retry_in(b, res->retry_after * 1000);
+		return;
+	case TG_UNAUTHORIZED:
+		bot_unauthorized(b, method);
+		return;
+	case TG_NOT_FOUND:
+		if (!strcmp(method, "getMe") || !strcmp(method, "getUpdates")) {
+			/* what Telegram answers for a malformed or deleted token */
+			bot_unauthorized(b, method);
+			return;
+		}
+		break;
+	case TG_CONFLICT_WEBHOOK:
+		if (b->spec->delete_webhook) {
+			if (!tg_req_call(&b->poll, b->token, "deleteWebhook", "{}", 2,
+					 CALL_TIMEOUT_MS, delete_webhook_done, b))
+				return;
+		}
+		if (b->status != BOT_CONFLICT || !strstr(b->last_error, "webhook"))
+			log_error("bot %s: a webhook is set for this token, so Telegram refuses getUpdates: delete it (deleteWebhook), or add 'delete_webhook: true' to the spec; retrying every %d s",
+				  bot_id(b), WEBHOOK_RETRY_MS / 1000);
+		set_error(b, BOT_CONFLICT, "409: a webhook is active for this token; delete it or set delete_webhook: true");
+		retry_in(b, WEBHOOK_RETRY_MS);
+		return;
+	case TG_CONFLICT_POLLER:
+		b->backoff_ms = next_backoff(b->backoff_ms);
+		log_warn("bot %s: another process is polling this token (409 Conflict); retrying in %d s",
+			 bot_id(b), b->backoff_ms / 1000);
+		set_error(b, BOT_CONFLICT, "409: another process polls this token");
+		retry_in(b, b->backoff_ms);
+		return;
+	case TG_BAD_REQUEST:
+	case TG_FORBIDDEN:
+	case TG_TRANSIENT:
+		break;
+	}
+	b->backoff_ms = next_backoff(b->backoff_ms);
+	set_error(b, BOT_BACKOFF, "%s failed: %s", method, res->description);
+	log_warn("bot %s: %s failed (%s); retrying in %.1f s", bot_id(b), method,
+		 res->description, b->backoff_ms / 1000.0);
+	retry_in(b, b->backoff_ms);
+}
+
+static void batch_done(struct dbq_job *j);
+
+static void submit_batch(struct bot *b, struct batch_job *bj)
+{
+	bj->job.run = batch_run;
+	bj->job.done = batch_done;
+	submit(b, &bj->job);
+}
+
+
+static void batch_done(struct dbq_job *j)
+{
+	struct batch_job *bj = (struct batch_job *)j;
+	struct bot *b = bj->bot;
+	b->jobs--;
+	if (j->rc && !b->stopping) {
+		/* the database failed: nothing was kept; the same updates are
+		 * handled again (the offset was not confirmed) */
+		b->backoff_ms = next_backoff(b->backoff_ms);
+		set_error(b, BOT_BACKOFF, "database error while handling updates");
+		bj->job.rc = 0;
+		b->retry_batch = bj; /* handed to the database again after the backoff */
+		retry_in(b, b->backoff_ms);
+		return;
+	}
+	if (!j->rc) {
+		b->offset = bj->offset;
+		b->counters.updates += bj->handled;
+		b->counters.updates_failed += bj->failed;
+		if (bj->failed)
+			log_error("bot %s: %zu update(s) could not be handled (out of memory) and were skipped",
+				  bot_id(b), bj->failed);
+		if (!b->stopping) {
+			take_rows(b, &bj->rows);
+			arm_deadline(b, bj->next_deadline);
+		}
+	}
+	rows_free(&bj->rows);
+	cJSON_Delete(bj->root);
+	free(bj);
+	if (b->stopping)
+		maybe_stopped(b);
+	else
+		poll_again(b);
+}
+
+static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct bot *b = arg;
+	b->polling = false;
+	if (b->stopping)
+		return;
+	if (res->status != TG_OK) {
+		poll_error(b, "getUpdates", res);
+		return;
+	}
+	b->counters.polls++;
+	b->backoff_ms = 0;
+	if (b->status != BOT_RUNNING) {
+		b->status = BOT_RUNNING;
+		b->last_error[0] = '\0';
+	}
+	if (!cJSON_IsArray(res->result) || cJSON_GetArraySize(res->result) == 0) {
+		poll_again(b);
+		return;
+	}
+	struct batch_job *bj = calloc(1, sizeof(*bj));
+	if (!bj) {
+		retry_in(b, BACKOFF_MIN_MS);
+		return;
+	}
+	bj->bot = b;
+	bj->spec = b->spec;
+	bj->token_fp = b->token_fp;
+	bj->offset = b->offset;
+	snprintf(bj->username, sizeof(bj->username), "%s", b->username);
+	bj->root = res->root; /* the batch owns the parsed reply now */
+	bj->updates = (cJSON *)res->result;
+	res->root = NULL;
+	submit_batch(b, bj);
+}
+
+static void poll_again(struct bot *b)
+{
+	if (b->stopping || b->status == BOT_UNAUTHORIZED)
+		return;
+	char body[256];
+	int n;
+	if (b->offset)
+		n = snprintf(body, sizeof(body),
+			     "{\"offset\":%" PRId64 ",\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
+			     b->offset, b->env->poll_timeout_s);
+	else
+		n = snprintf(body, sizeof(body),
+			     "{\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
+			     b->env->poll_timeout_s);
+	long deadline = ((long)b->env->poll_timeout_s + POLL_MARGIN_S) * 1000;
+	if (tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n, deadline,
+			on_updates, b))
+		retry_in(b, BACKOFF_MIN_MS);
+	else
+		b->polling = true;
+}
+
+void bot_repoll(struct bot *b)
+{
+	if (b->stopping || !b->polling)
+		return;
+	tg_req_cancel(&b->poll);
+	b->polling = false;
+	poll_again(b);
+}
+
+/* The command menu as setMyCommands wants it, or NULL when empty. */
+static char *commands_json(const struct spec *s)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char *out = NULL;
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < s->nflows; i++) {
+		const struct flow *f = &s->flows[i];
+		if (!f->cmd || !f->description)
+			continue;
+		cJSON *c = cJSON_CreateObject();
+		if (!c || !cJSON_AddItemToArray(arr, c) ||
+		    !cJSON_AddStringToObject(c, "command", f->cmd) ||
+		    !cJSON_AddStringToObject(c, "description", f->description))
+			goto out;
+	}
+	cJSON *o = cJSON_CreateObject();
+	if (o && cJSON_AddItemToObject(o, "commands", arr)) {
+		arr = NULL;
+		out = cJSON_PrintUnformatted(o);
+	}
+	cJSON_Delete(o);
+out:
+	cJSON_Delete(arr);
+	return out;
+}
+
+static void commands_set(struct tg_req *r, struct tg_result *res, void *arg);
+
+static void start_polling(struct bot *b)
+{
+	if (b->status == BOT_STARTING || b->status == BOT_BACKOFF)
+		b->status = BOT_RUNNING;
+	log_info("bot %s: polling as @%s", bot_id(b), b->username);
+	poll_again(b);
+}
+
+static void load_done(struct dbq_job *j)
+{
+	struct load_job *lj = (struct load_job *)j;
+	struct bot *b = lj->bot;
+	b->jobs--;
+	if (j->rc || b->stopping) {
+		if (!b->stopping) {
+			set_error(b, BOT_BACKOFF, "database error while loading the bot");
+			retry_in(b, BACKOFF_MIN_MS * 5);
+			b->username[0] = '\0'; /* start over from getMe */
+		}
+		goto out;
+	}
+	b->offset = lj->offset;
+	b->loaded = true;
+	for (int i = 0; i < lj->noutbox; i++) {
+		struct outbox_row *r = &lj->outbox[i];
+		enqueue(b, r->id, r->chat_id, r->priority, r->method, r->body);
+		r->method = r->body = NULL;
+	}
+	if (lj->noutbox > 0)
+		log_info("bot %s: %d pending repl%s from before the restart", bot_id(b),
+			 lj->noutbox, lj->noutbox == 1 ? "y" : "ies");
+	pump(b);
+	arm_deadline(b, lj->next_deadline);
+	char *cmds = commands_json(b->spec);
+	if (cmds && (!lj->commands || strcmp(cmds, lj->commands)) &&
+	    !tg_req_call(&b->poll, b->token, "setMyCommands", cmds, strlen(cmds),
+			 CALL_TIMEOUT_MS, commands_set, b)) {
+		/* the menu changed since it was last published; recorded once
+		 * Telegram accepts it (commands_set) */
+		b->pending_cmds = cmds;
+		goto out;
+	}
+	free(cmds);
+	start_polling(b);
+out:
+	if (lj->outbox)
+		store_outbox_free(lj->outbox, (size_t)(lj->noutbox > 0 ? lj->noutbox : 0));
+	free(lj->commands);
+	free(lj);
+	maybe_stopped(b);
+}
+
+static void commands_set(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct bot *b = arg;
+	char *cmds = b->pending_cmds;
+	b->pending_cmds = NULL;
+	if (b->stopping) {
+		free(cmds);
+		return;
+	}
+	if (res->status == TG_UNAUTHORIZED) {
+		free(cmds);
+		bot_unauthorized(b, "setMyCommands");
+		return;
+	}
+	if (res->status == TG_OK) {
+		struct write_job *wj = new_write_job(b);
+		if (wj) {
+			wj->commands = cmds;
+			cmds = NULL;
+			submit(b, &wj->job);
+		}
+		log_info("bot %s: published its command menu", bot_id(b));
+	} else {
+		/* not worth holding the bot back: tried again at next start */
+		log_warn("bot %s: setMyCommands failed (%s); the command menu is not updated",
+			 bot_id(b), res->description);
+	}
+	free(cmds);
+	start_polling(b);
+}
+
+static void on_me(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct bot *b = arg;
+	if (b->stopping)
+		return;
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(res->result, "username");
+	if (res->status == TG_OK && !cJSON_IsString(u)) {
+		res->status = TG_TRANSIENT;
+		res->description = "getMe returned no username";
+	}
+	if (res->status != TG_OK) {
+		poll_error(b, "getMe", res);
+		return;
+	}
+	snprintf(b->username, sizeof(b->username), "%s", u->valuestring);
+	b->backoff_ms = 0;
+	if (b->loaded) { /* a retry after an error: the rest is known */
+		start_polling(b);
+		return;
+	}
+	struct load_job *lj = calloc(1, sizeof(*lj));
+	if (!lj) {
+		b->username[0] = '\0';
+		retry_in(b, BACKOFF_MIN_MS);
+		return;
+	}
+	lj->job.run = load_run;
+	lj->job.done = load_done;
+	lj->bot = b;
+	lj->spec = b->spec;
+	lj->token_fp = b->token_fp;
+	submit(b, &lj->job);
+}
+
+static void get_me(struct bot *b)
+{
+	b->status = b->status == BOT_BACKOFF ? BOT_BACKOFF : BOT_STARTING;
+	if (tg_req_call(&b->poll, b->token, "getMe", "{}", 2, CALL_TIMEOUT_MS, on_me, b))
+		retry_in(b, BACKOFF_MIN_MS);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+int bot_new(struct bot_env *env, struct spec *spec, const char *token,
+	    struct bot **out)
+{
+	struct bot *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->env = env;
+	b->spec = spec;
+	b->status = token ? BOT_STOPPED : BOT_DISABLED;
+	if (token) {
+		b->token = strdup(token);
+		b->token_fp = fingerprint(token);
+	}
+	b->slots = calloc((size_t)env->send_slots, sizeof(*b->slots));
+	if ((token && !b->token) || !b->slots) {
+		free(b->token);
+		free(b->slots);
+		free(b);
+		return -ENOMEM;
+	}
+	int rc = tg_req_init(&b->poll, env->api);
+	if (rc) {
+		tg_req_free(&b->poll);
+		free(b->token);
+		free(b->slots);
+		free(b);
+		return rc;
+	}
+	uv_timer_init(env->loop, &b->timer);
+	uv_timer_init(env->loop, &b->send_timer);
+	uv_timer_init(env->loop, &b->deadline_timer);
+	b->timer.data = b->send_timer.data = b->deadline_timer.data = b;
+	b->handles = 3;
+	*out = b;
+	return 0;
+}
+
+void bot_start(struct bot *b)
+{
+	if (!b->token) {
+		if (b->spec->token_env)
+			log_info("bot %s: disabled: set %s to its token from @BotFather to enable it",
+				 bot_id(b), b->spec->token_env);
+		else
+			log_info("bot %s: disabled: its spec has no token", bot_id(b));
+		return;
+	}
+	get_me(b);
+}
+
+void bot_refuse(struct bot *b, const char *why)
+{
+	set_error(b, BOT_REFUSED, "%s", why);
+}
+
+void bot_abort_sends(struct bot *b)
+{
+	for (int i = 0; i < b->env->send_slots; i++) {
+		struct send_slot *s = &b->slots[i];
+		if (!s->item)
+			continue;
+		tg_req_cancel(&s->req);
+		/* the row stays in the outbox: sent at the next start. A chat's
+		 * item is still the head of its queue; a button answer is not
+		 * queued anywhere any more */
+		if (s->q)
+			s->q->busy = false;
+		else
+			item_free(s->item);
+		s->item = NULL;
+		s->q = NULL;
+	}
+	maybe_stopped(b);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	struct bot *b = h->data;
+	b->handles--;
+	maybe_stopped(b);
+}
+
+/* Calls the stopped callback once nothing refers to the bot any more. */
+static void maybe_stopped(struct bot *b)
+{
+	if (!b->stopping || !b->stopped)
+		return;
+	if (b->nacks && !b->ack_job)
+		flush_acks(b); /* what was sent must not be sent again */
+	if (b->jobs || bot_sending(b))
+		return;
+	if (b->handles == 3) {
+		uv_close((uv_handle_t *)&b->timer, timer_closed);
+		uv_close((uv_handle_t *)&b->send_timer, timer_closed);
+		uv_close((uv_handle_t *)&b->deadline_timer, timer_closed);
+		return;
+	}
+	if (b->handles)
+		return;
+	void (*stopped)(struct bot *, void *) = b->stopped;
+	b->stopped = NULL;
+	if (b->status != BOT_DISABLED && b->status != BOT_REFUSED &&
+	    b->status != BOT_UNAUTHORIZED)
+		b->status = BOT_STOPPED;
+	stopped(b, b->stopped_arg);
+}
+
+void bot_stop(struct bot *b, void (*stopped)(struct bot *b, void *arg), void *arg)
+{
+	b->stopping = true;
+	b->stopped = stopped;
+	b->stopped_arg = arg;
+	tg_req_cancel(&b->poll);
+	b->polling = false;
+	free(b->pending_cmds);
+	b->pending_cmds = NULL;
+	uv_timer_stop(&b->timer);
+	uv_timer_stop(&b->send_timer);
+	uv_timer_stop(&b->deadline_timer);
+	if (b->retry_batch) {
+		rows_free(&b->retry_batch->rows);
+		cJSON_Delete(b->retry_batch->root);
+		free(b->retry_batch);
+		b->retry_batch = NULL;
+	}
+	maybe_stopped(b);
+}
+
+void bot_free(struct bot *b)
+{
+	if (!b)
+		return;
+	tg_req_free(&b->poll);
+	for (int i = 0; i < b->env->send_slots; i++) {
+		if (b->slots[i].ready)
+			tg_req_free(&b->slots[i].req);
+		if (b->slots[i].item && !b->slots[i].q)
+			item_free(b->slots[i].item);
+	}
+	free(b->slots);
+	for (size_t i = 0; i < b->nbuckets; i++)
+		for (struct chatq *q = b->table[i], *next; q; q = next) {
+			next = q->hnext;
+			for (struct out_item *it = q->head, *n; it; it = n) {
+				n = it->next;
+				item_free(it);
+			}
+			free(q);
+		}
+	free(b->table);
+	for (struct out_item *it = b->prio_head, *n; it; it = n) {
+		n = it->next;
+		item_free(it);
+	}
+	free(b->acks);
+	free(b->pending_cmds);
+	free(b->token);
+	spec_free(b->spec);
+	free(b);
+}

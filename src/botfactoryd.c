@@ -1,0 +1,433 @@
+/* botfactoryd: the daemon. Loads every spec in the specs directory, opens
+ * the SQLite database, and runs each bot with a token on one libuv loop
+ * (one curl multi handle, one database thread). SIGINT/SIGTERM stop it
+ * cleanly: polls end, in-flight replies get a short grace period, pending
+ * database work is committed, and it exits 0. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "botfactory/bot.h"
+#include "botfactory/curl_uv.h"
+#include "botfactory/dbq.h"
+#include "botfactory/log.h"
+#include "botfactory/specfile.h"
+#include "botfactory/store.h"
+#include "botfactory/tg_api.h"
+
+#define DEFAULT_API "https://api.telegram.org"
+#define SHUTDOWN_GRACE_MS 3000
+#define WATCH_INTERVAL_MS 2000
+/* a clock jump this much larger than the watch interval means the machine
+ * slept (CLOCK_BOOTTIME runs on in suspend, CLOCK_MONOTONIC does not) or the
+ * loop stalled: every poll is restarted */
+#define JUMP_MS 3000
+
+struct options {
+	const char *specs;
+	const char *db;
+	const char *api;
+	const char *ca_file;
+	int poll_timeout;
+	enum log_level level;
+};
+
+struct daemon {
+	struct options opt;
+	uv_loop_t *loop;
+	struct store *store;
+	struct dbq *dbq;
+	struct curl_uv *cu;
+	struct tg_api api;
+	struct bot_env env;
+	struct bot **bots;
+	size_t nbots;
+	size_t running; /* bots not yet stopped during shutdown */
+	uv_signal_t sigint, sigterm;
+	uv_timer_t watch, grace;
+	int64_t last_boot, last_mono;
+	int stopping;
+	int exit_code;
+};
+
+static const char usage_text[] =
+	"usage: botfactoryd [OPTIONS]\n"
+	"\n"
+	"Runs every bot of the specs directory, each long-polling Telegram.\n"
+	"\n"
+	"  --specs DIR          spec files (*.yaml, *.yml, *.json)   [BOTFACTORY_SPECS, ./specs]\n"
+	"  --db PATH            SQLite database, created 0600         [BOTFACTORY_DB, ./botfactory.db]\n"
+	"  --telegram-api URL   Bot API base URL                      [BOTFACTORY_TELEGRAM_API, " DEFAULT_API "]\n"
+	"  --ca-file PEM        CA certificates for the Bot API       [BOTFACTORY_CA_FILE, the system's]\n"
+	"  --poll-timeout S     getUpdates long-poll timeout, 1-50 s   [BOTFACTORY_POLL_TIMEOUT, 30]\n"
+	"  --log-level L        error, warn, info or debug            [BOTFACTORY_LOG_LEVEL, info]\n"
+	"  -h, --help           this text\n"
+	"  --version            the version\n"
+	"\n"
+	"A bot's token comes from its spec (token: ${ENV_VAR} or a literal).\n"
+	"SIGINT or SIGTERM stop the daemon cleanly.\n";
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : def;
+}
+
+/* Returns 0, 1 (exit 0: help/version printed) or 2 (usage error). */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"specs", required_argument, NULL, 's'},
+		{"db", required_argument, NULL, 'd'},
+		{"telegram-api", required_argument, NULL, 'a'},
+		{"ca-file", required_argument, NULL, 'c'},
+		{"poll-timeout", required_argument, NULL, 't'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *timeout = env_or("BOTFACTORY_POLL_TIMEOUT", "30");
+	const char *level = env_or("BOTFACTORY_LOG_LEVEL", "info");
+	o->specs = env_or("BOTFACTORY_SPECS", "./specs");
+	o->db = env_or("BOTFACTORY_DB", "./botfactory.db");
+	o->api = env_or("BOTFACTORY_TELEGRAM_API", DEFAULT_API);
+	o->ca_file = env_or("BOTFACTORY_CA_FILE", NULL);
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o->specs = optarg;
+			break;
+		case 'd':
+			o->db = optarg;
+			break;
+		case 'a':
+			o->api = optarg;
+			break;
+		case 'c':
+			o->ca_file = optarg;
+			break;
+		case 't':
+			timeout = optarg;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 1;
+		case 'V':
+			printf("botfactoryd " BOTFACTORY_VERSION "\n");
+			return 1;
+		default:
+			fprintf(stderr, "botfactoryd: unknown or incomplete option '%s' (see botfactoryd --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "botfactoryd: unexpected argument '%s' (see botfactoryd --help)\n",
+			argv[optind]);
+		return 2;
+	}
+	char *end;
+	long t = strtol(timeout, &end, 10);
+	if (*end || t < 1 || t > 50) {
+		fprintf(stderr, "botfactoryd: --poll-timeout must be 1 to 50 seconds, not '%s'\n",
+			timeout);
+		return 2;
+	}
+	o->poll_timeout = (int)t;
+	if (log_level_parse(level, &o->level)) {
+		fprintf(stderr, "botfactoryd: --log-level must be error, warn, info or debug, not '%s'\n",
+			level);
+		return 2;
+	}
+	if (strncmp(o->api, "http://", 7) && strncmp(o->api, "https://", 8)) {
+		fprintf(stderr, "botfactoryd: --telegram-api must be an http:// or https:// URL, not '%s'\n",
+			o->api);
+		return 2;
+	}
+	return 0;
+}
+
+/* Raises the open-files soft limit to the hard limit. Returns the limit. */
+static long raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
+}
+
+static int add_bot(struct daemon *d, struct bot *b)
+{
+	struct bot **v = realloc(d->bots, (d->nbots + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	d->bots = v;
+	d->bots[d->nbots++] = b;
+	return 0;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int only_specs(const struct dirent *e)
+{
+	return specfile_candidate(e->d_name);
+}
+
+/* Loads every spec of the directory. An invalid spec is logged and left
+ * out; the others run. Returns 0, or -errno when the directory cannot be
+ * read. */
+static int load_specs(struct daemon *d)
+{
+	struct dirent **names = NULL;
+	int n = scandir(d->opt.specs, &names, only_specs, by_name);
+	if (n < 0) {
+		int e = errno;
+		log_error("cannot read the specs directory %s: %s", d->opt.specs, strerror(e));
+		return -e;
+	}
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		struct spec *s = NULL;
+		struct diags dg = {0};
+		snprintf(path, sizeof(path), "%s/%s", d->opt.specs, names[i]->d_name);
+		int lrc = specfile_load(path, &s, &dg);
+		diags_sort(&dg);
+		for (size_t k = 0; k < dg.n; k++) {
+			if (dg.v[k].line)
+				log_error("%s:%d:%d: %s", path, dg.v[k].line, dg.v[k].col, dg.v[k].msg);
+			else
+				log_error("%s: %s", path, dg.v[k].msg);
+		}
+		diags_free(&dg);
+		free(names[i]);
+		if (lrc == -ENOMEM) {
+			rc = lrc;
+			continue;
+		}
+		if (lrc) {
+			log_error("%s: not loaded: fix the errors above", path);
+			continue;
+		}
+		const char *token = s->token;
+		if (!token && s->token_env)
+			token = getenv(s->token_env);
+		if (token && !*token)
+			token = NULL;
+		struct bot *b = NULL;
+		if (bot_new(&d->env, s, token, &b) || add_bot(d, b)) {
+			if (b)
+				bot_free(b);
+			else
+				spec_free(s);
+			rc = -ENOMEM;
+		}
+	}
+	free(names);
+	return rc;
+}
+
+/* Two bots with one token would take turns getting 409 Conflict: the later
+ * one (in file-name order) is refused. */
+static void refuse_duplicates(struct daemon *d)
+{
+	for (size_t i = 0; i < d->nbots; i++) {
+		const char *t = bot_token(d->bots[i]);
+		if (!t || bot_status(d->bots[i]) == BOT_REFUSED)
+			continue;
+		for (size_t j = i + 1; j < d->nbots; j++) {
+			const char *u = bot_token(d->bots[j]);
+			if (!u || strcmp(t, u) || bot_status(d->bots[j]) == BOT_REFUSED)
+				continue;
+			char why[256];
+			snprintf(why, sizeof(why), "bot %s already uses the same token",
+				 bot_id(d->bots[i]));
+			log_error("bot %s: not started: %s (two pollers of one token make Telegram answer 409 Conflict to both)",
+				  bot_id(d->bots[j]), why);
+			bot_refuse(d->bots[j], why);
+		}
+	}
+}
+
+static void on_watch(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int64_t boot = clock_ms(CLOCK_BOOTTIME), mono = clock_ms(CLOCK_MONOTONIC);
+	int64_t slept = (boot - d->last_boot) - (mono - d->last_mono);
+	int64_t stalled = (mono - d->last_mono) - WATCH_INTERVAL_MS;
+	d->last_boot = boot;
+	d->last_mono = mono;
+	if (slept < JUMP_MS && stalled < JUMP_MS)
+		return;
+	log_info("the machine %s for %.1f s: restarting every poll",
+		 slept >= JUMP_MS ? "was suspended" : "stalled",
+		 (double)(slept >= JUMP_MS ? slept : stalled) / 1000.0);
+	for (size_t i = 0; i < d->nbots; i++)
+		bot_repoll(d->bots[i]);
+}
+
+static void close_handle_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void on_curl_closed(void *arg)
+{
+	(void)arg;
+}
+
+static void on_dbq_closed(void *arg)
+{
+	struct daemon *d = arg;
+	store_close(d->store);
+	d->store = NULL;
+	tg_api_free(&d->api);
+	curl_uv_close(d->cu, on_curl_closed, d);
+	d->cu = NULL;
+	log_info("stopped");
+}
+
+static void on_bot_stopped(struct bot *b, void *arg)
+{
+	(void)b;
+	struct daemon *d = arg;
+	if (--d->running)
+		return;
+	uv_timer_stop(&d->grace);
+	uv_close((uv_handle_t *)&d->grace, close_handle_cb);
+	for (size_t i = 0; i < d->nbots; i++)
+		bot_free(d->bots[i]);
+	free(d->bots);
+	d->bots = NULL;
+	d->nbots = 0;
+	dbq_stop(d->dbq, on_dbq_closed, d);
+	d->dbq = NULL;
+}
+
+static void on_grace(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	log_warn("replies still in flight after %d s: they stay queued for the next start",
+		 SHUTDOWN_GRACE_MS / 1000);
+	for (size_t i = 0; i < d->nbots; i++)
+		bot_abort_sends(d->bots[i]);
+}
+
+static void shutdown_daemon(struct daemon *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("stopping");
+	uv_close((uv_handle_t *)&d->sigint, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sigterm, close_handle_cb);
+	uv_timer_stop(&d->watch);
+	uv_close((uv_handle_t *)&d->watch, close_handle_cb);
+	uv_timer_start(&d->grace, on_grace, SHUTDOWN_GRACE_MS, 0);
+	d->running = d->nbots + 1;
+	for (size_t i = 0; i < d->nbots; i++)
+		bot_stop(d->bots[i], on_bot_stopped, d);
+	on_bot_stopped(NULL, d); /* the +1 above: works with zero bots too */
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	(void)signum;
+	shutdown_daemon(s->data);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = {0};
+	char err[512];
+	int rc = parse_options(argc, argv, &d.opt);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	log_set_level(d.opt.level);
+	signal(SIGPIPE, SIG_IGN);
+	long nofile = raise_nofile();
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		log_error("cannot initialise libcurl");
+		return 1;
+	}
+	d.loop = uv_default_loop();
+	if ((rc = store_open(d.opt.db, &d.store, err, sizeof(err)))) {
+		log_error("database: %s", err);
+		curl_global_cleanup();
+		return 1;
+	}
+	/* one poll connection per bot plus room for sends; the rest of the
+	 * descriptors stay for the database, the specs and the admin API */
+	long maxconn = nofile > 128 ? nofile - 64 : 64;
+	if ((rc = dbq_start(d.loop, d.store, &d.dbq)) ||
+	    (rc = curl_uv_init(d.loop, maxconn, &d.cu)) ||
+	    (rc = tg_api_init(&d.api, d.cu, d.opt.api, d.opt.ca_file))) {
+		log_error("cannot start: %s", uv_strerror(rc));
+		return 1;
+	}
+	d.env = (struct bot_env){d.loop, &d.api, d.dbq, d.opt.poll_timeout, 4};
+
+	if ((rc = load_specs(&d)) && rc != -ENOMEM) {
+		/* no specs directory: nothing to run, say so and stop */
+		d.exit_code = 1;
+	}
+	refuse_duplicates(&d);
+	log_info("botfactoryd " BOTFACTORY_VERSION ": %zu bot%s from %s, database %s, open-files limit %ld",
+		 d.nbots, d.nbots == 1 ? "" : "s", d.opt.specs, d.opt.db, nofile);
+	for (size_t i = 0; i < d.nbots; i++)
+		if (bot_status(d.bots[i]) != BOT_REFUSED)
+			bot_start(d.bots[i]);
+
+	uv_signal_init(d.loop, &d.sigint);
+	uv_signal_init(d.loop, &d.sigterm);
+	d.sigint.data = d.sigterm.data = &d;
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_timer_init(d.loop, &d.watch);
+	uv_timer_init(d.loop, &d.grace);
+	d.watch.data = d.grace.data = &d;
+	d.last_boot = clock_ms(CLOCK_BOOTTIME);
+	d.last_mono = clock_ms(CLOCK_MONOTONIC);
+	uv_timer_start(&d.watch, on_watch, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
+	if (d.exit_code)
+		shutdown_daemon(&d);
+
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(d.loop);
+	if (rc)
+		log_error("internal: the loop still had open handles at exit");
+	curl_global_cleanup();
+	return d.exit_code ? d.exit_code : rc ? 1 : 0;
+}

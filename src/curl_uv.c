@@ -1,0 +1,264 @@
+/* curl_uv: the libcurl multi interface on a libuv loop (see curl_uv.h). */
+#include "botfactory/curl_uv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "botfactory/log.h"
+
+/* Per transfer, kept in CURLOPT_PRIVATE and in the list of running ones. */
+struct xfer {
+	CURL *easy;
+	curl_uv_done_cb done;
+	void *arg;
+	struct xfer *prev, *next;
+};
+
+struct curl_uv {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	struct xfer *xfers; /* running transfers */
+	struct sock *socks; /* watched sockets */
+	unsigned running;
+	unsigned handles;   /* open loop handles (timer + polls) */
+	int closing;
+	void (*closed)(void *arg);
+	void *closed_arg;
+};
+
+/* One per socket curl asks us to watch. */
+struct sock {
+	uv_poll_t poll; /* first: the handle's address is the sock's */
+	struct curl_uv *cu;
+	curl_socket_t fd;
+	struct sock *prev, *next;
+};
+
+static void sock_closed(uv_handle_t *h);
+
+/* Stops watching a socket and closes its poll handle. */
+static void sock_release(struct curl_uv *cu, struct sock *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		cu->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static void handle_gone(struct curl_uv *cu)
+{
+	if (--cu->handles == 0 && cu->closing) {
+		void (*closed)(void *) = cu->closed;
+		void *arg = cu->closed_arg;
+		free(cu);
+		if (closed)
+			closed(arg);
+	}
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+	struct sock *s = (struct sock *)h;
+	struct curl_uv *cu = s->cu;
+	free(s);
+	handle_gone(cu);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	handle_gone(h->data);
+}
+
+/* Unlinks and frees the transfer record of easy; returns it detached
+ * (caller frees) or NULL when easy is not running. */
+static struct xfer *detach(struct curl_uv *cu, CURL *easy)
+{
+	struct xfer *x = NULL;
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+	if (!x)
+		return NULL;
+	curl_multi_remove_handle(cu->multi, easy);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		cu->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	cu->running--;
+	return x;
+}
+
+static void check_done(struct curl_uv *cu)
+{
+	CURLMsg *m;
+	int left;
+	while (cu->multi && (m = curl_multi_info_read(cu->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		CURLcode res = m->data.result;
+		struct xfer *x = detach(cu, m->easy_handle);
+		if (x) {
+			curl_uv_done_cb done = x->done;
+			void *arg = x->arg;
+			CURL *easy = x->easy;
+			free(x);
+			done(easy, res, arg);
+		}
+	}
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+	struct sock *s = (struct sock *)p;
+	int flags = 0;
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	int running;
+	curl_multi_socket_action(s->cu->multi, s->fd, flags, &running);
+	check_done(s->cu);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct curl_uv *cu = t->data;
+	int running;
+	curl_multi_socket_action(cu->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(cu);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching a socket. Only
+ * loop handles are touched here (curl_multi_assign is the one multi call
+ * curl allows inside this callback). */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
+		     void *socketp)
+{
+	(void)easy;
+	struct curl_uv *cu = userp;
+	struct sock *s = socketp;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			if (!cu->closing)
+				curl_multi_assign(cu->multi, fd, NULL);
+			sock_release(cu, s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		if (uv_poll_init_socket(cu->loop, &s->poll, fd)) {
+			free(s);
+			return -1;
+		}
+		s->cu = cu;
+		s->fd = fd;
+		s->next = cu->socks;
+		if (s->next)
+			s->next->prev = s;
+		cu->socks = s;
+		cu->handles++;
+		curl_multi_assign(cu->multi, fd, s);
+	}
+	int events = 0;
+	if (what & CURL_POLL_IN)
+		events |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= UV_WRITABLE;
+	return uv_poll_start(&s->poll, events, on_poll) ? -1 : 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: only (re)arms the uv timer. */
+static int on_timeout(CURLM *multi, long ms, void *userp)
+{
+	(void)multi;
+	struct curl_uv *cu = userp;
+	if (ms < 0)
+		uv_timer_stop(&cu->timer);
+	else
+		uv_timer_start(&cu->timer, on_timer, (uint64_t)ms, 0);
+	return 0;
+}
+
+int curl_uv_init(uv_loop_t *loop, long maxconnects, struct curl_uv **out)
+{
+	struct curl_uv *cu = calloc(1, sizeof(*cu));
+	if (!cu)
+		return -ENOMEM;
+	cu->loop = loop;
+	cu->multi = curl_multi_init();
+	if (!cu->multi) {
+		free(cu);
+		return -ENOMEM;
+	}
+	uv_timer_init(loop, &cu->timer);
+	cu->timer.data = cu;
+	cu->handles = 1;
+	curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
+	curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
+	curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
+	curl_multi_setopt(cu->multi, CURLMOPT_MAXCONNECTS, maxconnects);
+	/* HTTP/1.1 only: no multiplexing to wait for */
+	curl_multi_setopt(cu->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+	*out = cu;
+	return 0;
+}
+
+int curl_uv_add(struct curl_uv *cu, CURL *easy, curl_uv_done_cb done, void *arg)
+{
+	struct xfer *x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->easy = easy;
+	x->done = done;
+	x->arg = arg;
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+	if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
+		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+		free(x);
+		return -EIO;
+	}
+	x->next = cu->xfers;
+	if (x->next)
+		x->next->prev = x;
+	cu->xfers = x;
+	cu->running++;
+	return 0;
+}
+
+void curl_uv_cancel(struct curl_uv *cu, CURL *easy)
+{
+	free(detach(cu, easy));
+}
+
+unsigned curl_uv_running(const struct curl_uv *cu)
+{
+	return cu->running;
+}
+
+void curl_uv_close(struct curl_uv *cu, void (*closed)(void *arg), void *arg)
+{
+	/* cancel what still runs: the owners must not hear from us again */
+	while (cu->xfers)
+		curl_uv_cancel(cu, cu->xfers->easy);
+	cu->closing = 1;
+	cu->closed = closed;
+	cu->closed_arg = arg;
+	curl_multi_cleanup(cu->multi); /* may ask to stop watching sockets */
+	cu->multi = NULL;
+	while (cu->socks) /* those it did not ask about */
+		sock_release(cu, cu->socks);
+	uv_timer_stop(&cu->timer);
+	uv_close((uv_handle_t *)&cu->timer, timer_closed);
+}

@@ -1,0 +1,497 @@
+/* store: the SQLite implementation of store.h. All SQL of the project lives
+ * here. Statements are prepared once and reused; the schema is migrated
+ * step by step with PRAGMA user_version. */
+#include "botfactory/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "botfactory/log.h"
+
+enum stmt_id {
+	S_CONVO_GET,
+	S_CONVO_PUT,
+	S_CONVO_DEL,
+	S_NEXT_DEADLINE,
+	S_DUE,
+	S_MIGRATE_CONVO,
+	S_MIGRATE_OUTBOX,
+	S_PURGE_CONVO,
+	S_PURGE_OUTBOX,
+	S_OFFSET_GET,
+	S_OFFSET_SET,
+	S_OUTBOX_ADD,
+	S_OUTBOX_DEL,
+	S_OUTBOX_LOAD,
+	S_BOT_CMDS_GET,
+	S_BOT_CMDS_SET,
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
+	S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+	[S_CONVO_GET] = "SELECT state FROM conversations WHERE bot=?1 AND chat=?2 AND user=?3",
+	[S_CONVO_PUT] = "INSERT INTO conversations(bot, chat, user, state, deadline) "
+			"VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(bot, chat, user) "
+			"DO UPDATE SET state=excluded.state, deadline=excluded.deadline",
+	[S_CONVO_DEL] = "DELETE FROM conversations WHERE bot=?1 AND chat=?2 AND user=?3",
+	[S_NEXT_DEADLINE] = "SELECT MIN(deadline) FROM conversations WHERE bot=?1 AND deadline > 0",
+	[S_DUE] = "SELECT chat, user FROM conversations WHERE bot=?1 AND deadline > 0 "
+		  "AND deadline <= ?2 ORDER BY deadline LIMIT ?3",
+	[S_MIGRATE_CONVO] = "UPDATE OR REPLACE conversations SET chat=?3 WHERE bot=?1 AND chat=?2",
+	[S_MIGRATE_OUTBOX] = "UPDATE outbox SET chat=?3 WHERE bot=?1 AND chat=?2",
+	[S_PURGE_CONVO] = "DELETE FROM conversations WHERE bot=?1",
+	[S_PURGE_OUTBOX] = "DELETE FROM outbox WHERE bot=?1",
+	[S_OFFSET_GET] = "SELECT next_offset FROM offsets WHERE bot=?1 AND token_fp=?2",
+	[S_OFFSET_SET] = "INSERT INTO offsets(bot, token_fp, next_offset) VALUES(?1, ?2, ?3) "
+			 "ON CONFLICT(bot) DO UPDATE SET token_fp=excluded.token_fp, "
+			 "next_offset=excluded.next_offset",
+	[S_OUTBOX_ADD] = "INSERT INTO outbox(bot, chat, priority, method, body) VALUES(?1, ?2, ?3, ?4, ?5)",
+	[S_OUTBOX_DEL] = "DELETE FROM outbox WHERE id=?1",
+	[S_OUTBOX_LOAD] = "SELECT id, chat, priority, method, body FROM outbox WHERE bot=?1 ORDER BY id",
+	[S_BOT_CMDS_GET] = "SELECT commands FROM bots WHERE id=?1",
+	[S_BOT_CMDS_SET] = "INSERT INTO bots(id, commands) VALUES(?1, ?2) "
+			   "ON CONFLICT(id) DO UPDATE SET commands=excluded.commands",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVEPOINT] = "SAVEPOINT job",
+	[S_RELEASE] = "RELEASE job",
+	[S_ROLLBACK_TO] = "ROLLBACK TO job",
+};
+
+/* Migrations: migrations[i] takes the schema from version i to i + 1. */
+static const char *const migrations[] = {
+	"CREATE TABLE bots ("
+	"  id TEXT PRIMARY KEY,"
+	"  source TEXT,"
+	"  content_hash TEXT,"
+	"  loaded_at INTEGER,"
+	"  last_error TEXT,"
+	"  commands TEXT"
+	");"
+	"CREATE TABLE conversations ("
+	"  bot TEXT NOT NULL,"
+	"  chat INTEGER NOT NULL,"
+	"  user INTEGER NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  deadline INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (bot, chat, user)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX conversations_deadline ON conversations(bot, deadline) WHERE deadline > 0;"
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  bot TEXT NOT NULL,"
+	"  chat INTEGER NOT NULL,"
+	"  priority INTEGER NOT NULL DEFAULT 0,"
+	"  method TEXT NOT NULL,"
+	"  body TEXT NOT NULL"
+	");"
+	"CREATE INDEX outbox_bot ON outbox(bot, id);"
+	"CREATE TABLE offsets ("
+	"  bot TEXT PRIMARY KEY,"
+	"  token_fp INTEGER NOT NULL,"
+	"  next_offset INTEGER NOT NULL"
+	");",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT];
+};
+
+static int db_err(struct store *st, const char *what)
+{
+	log_error("database: %s: %s", what, sqlite3_errmsg(st->db));
+	return -EIO;
+}
+
+/* Resets and returns a prepared statement, ready for binding. */
+static sqlite3_stmt *prep(struct store *st, enum stmt_id id)
+{
+	sqlite3_stmt *s = st->stmt[id];
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+/* Runs a statement that returns no rows. Returns 0 or -EIO. */
+static int exec_stmt(struct store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : db_err(st, what);
+}
+
+static int exec_sql(sqlite3 *db, const char *q, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, q, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int version = 0;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(s);
+		return -EIO;
+	}
+	version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+	if (version > latest) {
+		snprintf(err, errlen,
+			 "the database has schema version %d, newer than this botfactory (%d): use a newer botfactory or another --db",
+			 version, latest);
+		return -EPROTO;
+	}
+	for (int v = version; v < latest; v++) {
+		char q[64];
+		snprintf(q, sizeof(q), "PRAGMA user_version = %d", v + 1);
+		if (exec_sql(db, "BEGIN IMMEDIATE", err, errlen) ||
+		    exec_sql(db, migrations[v], err, errlen) ||
+		    exec_sql(db, q, err, errlen) || exec_sql(db, "COMMIT", err, errlen)) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	int rc = -EIO;
+	*out = NULL;
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	/* create the file 0600 ourselves: SQLite would use the umask */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open %s: %s", path,
+			 st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (exec_sql(st->db,
+		     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+		     "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+		     err, errlen))
+		goto fail;
+	if ((rc = migrate(st->db, err, errlen)))
+		goto fail;
+	for (int i = 0; i < S_COUNT; i++) {
+		if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "cannot prepare a statement: %s",
+				 sqlite3_errmsg(st->db));
+			rc = -EIO;
+			goto fail;
+		}
+	}
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+int store_begin(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_BEGIN), "begin");
+}
+
+int store_commit(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_COMMIT), "commit");
+}
+
+int store_rollback(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_ROLLBACK), "rollback");
+}
+
+int store_savepoint(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_SAVEPOINT), "savepoint");
+}
+
+int store_release(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_RELEASE), "release savepoint");
+}
+
+int store_rollback_to(struct store *st)
+{
+	int rc = exec_stmt(st, prep(st, S_ROLLBACK_TO), "rollback to savepoint");
+	return rc ? rc : store_release(st);
+}
+
+static void bind_key(sqlite3_stmt *s, const char *bot, int64_t chat, int64_t user)
+{
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, chat);
+	sqlite3_bind_int64(s, 3, user);
+}
+
+int store_convo_get(struct store *st, const char *bot, int64_t chat,
+		    int64_t user, struct convo *c)
+{
+	sqlite3_stmt *s = prep(st, S_CONVO_GET);
+	bind_key(s, bot, chat, user);
+	*c = (struct convo)CONVO_INIT;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return db_err(st, "read conversation");
+	}
+	const char *json = (const char *)sqlite3_column_text(s, 0);
+	int n = sqlite3_column_bytes(s, 0);
+	rc = convo_from_json(c, json ? json : "", (size_t)n);
+	sqlite3_reset(s);
+	if (rc == -EINVAL)
+		log_warn("bot %s: unreadable conversation state of chat %lld user %lld: starting afresh",
+			 bot, (long long)chat, (long long)user);
+	return rc;
+}
+
+int store_convo_put(struct store *st, const char *bot, int64_t chat,
+		    int64_t user, const struct convo *c)
+{
+	if (!c->flow && c->nvars == 0 && !c->deadline_ms) {
+		sqlite3_stmt *s = prep(st, S_CONVO_DEL);
+		bind_key(s, bot, chat, user);
+		return exec_stmt(st, s, "delete conversation");
+	}
+	char *json = convo_to_json(c);
+	if (!json)
+		return -ENOMEM;
+	sqlite3_stmt *s = prep(st, S_CONVO_PUT);
+	bind_key(s, bot, chat, user);
+	sqlite3_bind_text(s, 4, json, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, c->flow ? c->deadline_ms : 0);
+	int rc = exec_stmt(st, s, "write conversation");
+	free(json);
+	return rc;
+}
+
+int64_t store_next_deadline(struct store *st, const char *bot)
+{
+	sqlite3_stmt *s = prep(st, S_NEXT_DEADLINE);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? v : db_err(st, "next deadline");
+}
+
+int store_due(struct store *st, const char *bot, int64_t now, int limit,
+	      void (*fn)(void *arg, int64_t chat, int64_t user), void *arg)
+{
+	sqlite3_stmt *s = prep(st, S_DUE);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int(s, 3, limit);
+	/* collect first: fn may write to the same table */
+	int64_t keys[2 * 256];
+	int n = 0, rc;
+	if (limit > 256)
+		limit = 256;
+	while (n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		keys[2 * n] = sqlite3_column_int64(s, 0);
+		keys[2 * n + 1] = sqlite3_column_int64(s, 1);
+		n++;
+	}
+	sqlite3_reset(s);
+	if (n < limit && rc != SQLITE_DONE)
+		return db_err(st, "due conversations");
+	for (int i = 0; i < n; i++)
+		fn(arg, keys[2 * i], keys[2 * i + 1]);
+	return n;
+}
+
+int store_migrate_chat(struct store *st, const char *bot, int64_t from,
+		       int64_t to)
+{
+	sqlite3_stmt *s = prep(st, S_MIGRATE_CONVO);
+	bind_key(s, bot, from, to);
+	int rc = exec_stmt(st, s, "migrate conversations");
+	if (rc)
+		return rc;
+	s = prep(st, S_MIGRATE_OUTBOX);
+	bind_key(s, bot, from, to);
+	return exec_stmt(st, s, "migrate outbox");
+}
+
+int store_purge(struct store *st, const char *bot)
+{
+	sqlite3_stmt *s = prep(st, S_PURGE_CONVO);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	int rc = exec_stmt(st, s, "purge conversations");
+	if (rc)
+		return rc;
+	s = prep(st, S_PURGE_OUTBOX);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	return exec_stmt(st, s, "purge outbox");
+}
+
+int store_offset_get(struct store *st, const char *bot, uint64_t token_fp,
+		     int64_t *offset)
+{
+	sqlite3_stmt *s = prep(st, S_OFFSET_GET);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)token_fp);
+	int rc = sqlite3_step(s);
+	*offset = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(st, "read offset");
+}
+
+int store_offset_set(struct store *st, const char *bot, uint64_t token_fp,
+		     int64_t offset)
+{
+	sqlite3_stmt *s = prep(st, S_OFFSET_SET);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)token_fp);
+	sqlite3_bind_int64(s, 3, offset);
+	return exec_stmt(st, s, "write offset");
+}
+
+int store_outbox_add(struct store *st, const char *bot, int64_t chat,
+		     int priority, const char *method, const char *body,
+		     int64_t *id)
+{
+	sqlite3_stmt *s = prep(st, S_OUTBOX_ADD);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, chat);
+	sqlite3_bind_int(s, 3, priority);
+	sqlite3_bind_text(s, 4, method, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, body, -1, SQLITE_STATIC);
+	int rc = exec_stmt(st, s, "add to outbox");
+	if (!rc)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+int store_outbox_delete(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
+	sqlite3_bind_int64(s, 1, id);
+	return exec_stmt(st, s, "delete from outbox");
+}
+
+void store_outbox_free(struct outbox_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(rows[i].method);
+		free(rows[i].body);
+	}
+	free(rows);
+}
+
+int store_outbox_load(struct store *st, const char *bot, struct outbox_row **rows)
+{
+	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	struct outbox_row *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	*rows = NULL;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			struct outbox_row *nv = realloc(v, c * sizeof(*nv));
+			if (!nv)
+				goto nomem;
+			v = nv;
+			cap = c;
+		}
+		struct outbox_row *r = &v[n];
+		r->id = sqlite3_column_int64(s, 0);
+		r->chat_id = sqlite3_column_int64(s, 1);
+		r->priority = sqlite3_column_int(s, 2);
+		r->method = strdup((const char *)sqlite3_column_text(s, 3));
+		r->body = strdup((const char *)sqlite3_column_text(s, 4));
+		n++;
+		if (!r->method || !r->body)
+			goto nomem;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		store_outbox_free(v, n);
+		return db_err(st, "load outbox");
+	}
+	*rows = v;
+	return (int)n;
+nomem:
+	sqlite3_reset(s);
+	store_outbox_free(v, n);
+	return -ENOMEM;
+}
+
+int store_bot_commands_get(struct store *st, const char *bot, char **json)
+{
+	sqlite3_stmt *s = prep(st, S_BOT_CMDS_GET);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	*json = NULL;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		*json = strdup((const char *)sqlite3_column_text(s, 0));
+		if (!*json) {
+			sqlite3_reset(s);
+			return -ENOMEM;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(st, "read bot");
+}
+
+int store_bot_commands_set(struct store *st, const char *bot, const char *json)
+{
+	sqlite3_stmt *s = prep(st, S_BOT_CMDS_SET);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
+	return exec_stmt(st, s, "write bot");
+}
