@@ -20,8 +20,6 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
-#define POLL_MARGIN_S 15     /* client deadline beyond the poll timeout */
-#define CALL_TIMEOUT_MS 30000 /* deadline of every other call */
 #define WEBHOOK_RETRY_MS 60000
 #define DUE_BATCH 100
 
@@ -849,7 +847,7 @@ static void pump(struct bot *b)
 		struct buf body = BUF_INIT;
 		if (with_chat(&body, it) ||
 		    tg_req_call(&s->req, b->token, it->method, body.data, body.len,
-				CALL_TIMEOUT_MS, on_sent, s)) {
+				b->env->request_timeout_ms, on_sent, s)) {
 			buf_free(&body);
 			goto requeue;
 		}
@@ -1030,7 +1028,7 @@ static void poll_error(struct bot *b, const char *method, const struct tg_result
 	case TG_CONFLICT_WEBHOOK:
 		if (b->spec->delete_webhook) {
 			if (!tg_req_call(&b->poll, b->token, "deleteWebhook", "{}", 2,
-					 CALL_TIMEOUT_MS, delete_webhook_done, b))
+					 b->env->request_timeout_ms, delete_webhook_done, b))
 				return;
 		}
 		if (b->status != BOT_CONFLICT || !strstr(b->last_error, "webhook"))
@@ -1155,7 +1153,12 @@ static void poll_again(struct bot *b)
 		n = snprintf(body, sizeof(body),
 			     "{\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
 			     b->env->poll_timeout_s);
-	long deadline = ((long)b->env->poll_timeout_s + POLL_MARGIN_S) * 1000;
+	/* the client's deadline: the poll timeout plus a margin (half of it,
+	 * 2 to 15 s) for the network; a poll past it is abandoned and sent
+	 * again, so that a dead connection never silences the bot */
+	long margin = b->env->poll_timeout_s / 2;
+	margin = margin < 2 ? 2 : margin > 15 ? 15 : margin;
+	long deadline = ((long)b->env->poll_timeout_s + margin) * 1000;
 	if (tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n, deadline,
 			on_updates, b))
 		retry_in(b, BACKOFF_MIN_MS);
@@ -1238,7 +1241,7 @@ static void load_done(struct dbq_job *j)
 	char *cmds = commands_json(b->spec);
 	if (cmds && (!lj->commands || strcmp(cmds, lj->commands)) &&
 	    !tg_req_call(&b->poll, b->token, "setMyCommands", cmds, strlen(cmds),
-			 CALL_TIMEOUT_MS, commands_set, b)) {
+			 b->env->request_timeout_ms, commands_set, b)) {
 		/* the menu changed since it was last published; recorded once
 		 * Telegram accepts it (commands_set) */
 		b->pending_cmds = cmds;
@@ -1324,7 +1327,7 @@ static void on_me(struct tg_req *r, struct tg_result *res, void *arg)
 static void get_me(struct bot *b)
 {
 	b->status = b->status == BOT_BACKOFF ? BOT_BACKOFF : BOT_STARTING;
-	if (tg_req_call(&b->poll, b->token, "getMe", "{}", 2, CALL_TIMEOUT_MS, on_me, b))
+	if (tg_req_call(&b->poll, b->token, "getMe", "{}", 2, b->env->request_timeout_ms, on_me, b))
 		retry_in(b, BACKOFF_MIN_MS);
 }
 

@@ -38,6 +38,7 @@ struct options {
 	const char *api;
 	const char *ca_file;
 	int poll_timeout;
+	int request_timeout;
 	enum log_level level;
 };
 
@@ -64,12 +65,13 @@ static const char usage_text[] =
 	"\n"
 	"Runs every bot of the specs directory, each long-polling Telegram.\n"
 	"\n"
-	"  --specs DIR          spec files (*.yaml, *.yml, *.json)   [BOTFACTORY_SPECS, ./specs]\n"
-	"  --db PATH            SQLite database, created 0600         [BOTFACTORY_DB, ./botfactory.db]\n"
-	"  --telegram-api URL   Bot API base URL                      [BOTFACTORY_TELEGRAM_API, " DEFAULT_API "]\n"
-	"  --ca-file PEM        CA certificates for the Bot API       [BOTFACTORY_CA_FILE, the system's]\n"
+	"  --specs DIR          spec files (*.yaml, *.yml, *.json)     [BOTFACTORY_SPECS, ./specs]\n"
+	"  --db PATH            SQLite database, created 0600          [BOTFACTORY_DB, ./botfactory.db]\n"
+	"  --telegram-api URL   Bot API base URL                       [BOTFACTORY_TELEGRAM_API, " DEFAULT_API "]\n"
+	"  --ca-file PEM        CA certificates for the Bot API        [BOTFACTORY_CA_FILE, the system's]\n"
 	"  --poll-timeout S     getUpdates long-poll timeout, 1-50 s   [BOTFACTORY_POLL_TIMEOUT, 30]\n"
-	"  --log-level L        error, warn, info or debug            [BOTFACTORY_LOG_LEVEL, info]\n"
+	"  --request-timeout S  deadline of other calls, 1-300 s       [BOTFACTORY_REQUEST_TIMEOUT, 30]\n"
+	"  --log-level L        error, warn, info or debug             [BOTFACTORY_LOG_LEVEL, info]\n"
 	"  -h, --help           this text\n"
 	"  --version            the version\n"
 	"\n"
@@ -98,12 +100,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"telegram-api", required_argument, NULL, 'a'},
 		{"ca-file", required_argument, NULL, 'c'},
 		{"poll-timeout", required_argument, NULL, 't'},
+		{"request-timeout", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *timeout = env_or("BOTFACTORY_POLL_TIMEOUT", "30");
+	const char *rtimeout = env_or("BOTFACTORY_REQUEST_TIMEOUT", "30");
 	const char *level = env_or("BOTFACTORY_LOG_LEVEL", "info");
 	o->specs = env_or("BOTFACTORY_SPECS", "./specs");
 	o->db = env_or("BOTFACTORY_DB", "./botfactory.db");
@@ -127,6 +131,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 't':
 			timeout = optarg;
+			break;
+		case 'r':
+			rtimeout = optarg;
 			break;
 		case 'l':
 			level = optarg;
@@ -156,6 +163,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return 2;
 	}
 	o->poll_timeout = (int)t;
+	t = strtol(rtimeout, &end, 10);
+	if (*end || t < 1 || t > 300) {
+		fprintf(stderr, "botfactoryd: --request-timeout must be 1 to 300 seconds, not '%s'\n",
+			rtimeout);
+		return 2;
+	}
+	o->request_timeout = (int)t;
 	if (log_level_parse(level, &o->level)) {
 		fprintf(stderr, "botfactoryd: --log-level must be error, warn, info or debug, not '%s'\n",
 			level);
@@ -397,7 +411,8 @@ int main(int argc, char **argv)
 		log_error("cannot start: %s", uv_strerror(rc));
 		return 1;
 	}
-	d.env = (struct bot_env){d.loop, &d.api, d.dbq, d.opt.poll_timeout, 4};
+	d.env = (struct bot_env){d.loop, &d.api, d.dbq, d.opt.poll_timeout, 4,
+				 d.opt.request_timeout * 1000L};
 
 	if ((rc = load_specs(&d)) && rc != -ENOMEM) {
 		/* no specs directory: nothing to run, say so and stop */

@@ -24,6 +24,7 @@ struct bot_env {
 	struct dbq *dbq;
 	int poll_timeout_s;  /* getUpdates timeout (Telegram clamps to 0..50) */
 	int send_slots;      /* concurrent sends per bot */
+	long request_timeout_ms; /* deadline of every call but getUpdates */
 };
 
 enum bot_status {
