@@ -15,7 +15,7 @@ elif [ ! -f build/build.ninja ]; then
 fi
 meson compile -C build
 
-# The program to start. Until the daemon exists this is the offline chat.
-# When the daemon lands, replace the line below with:
-#   exec ./build/botfactoryd --specs specs "$@"
-exec ./build/botfactoryctl chat specs/order.yaml "$@"
+# Start the daemon on the bundled specs with the default SQLite database
+# (./botfactory.db). Bots whose token variable is not set stay disabled and
+# the log says which variable enables each one.
+exec ./build/botfactoryd --specs specs "$@"
