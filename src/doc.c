@@ -116,12 +116,27 @@ const char *doc_kind_name(const struct doc_node *n)
 }
 
 struct parser {
+	const char *data;
+	size_t len;
 	yaml_parser_t yp;
 	yaml_event_t ev;
 	bool have_ev;
 	struct diags *d;
 	int rc; /* first hard error */
 };
+
+/* The byte at 0-based (line, column in characters) of the input, or 0. */
+static char char_at(const struct parser *p, size_t line, size_t col)
+{
+	size_t i = 0;
+	for (; i < p->len && line; i++)
+		if (p->data[i] == '\n')
+			line--;
+	for (; i < p->len && col; i++)
+		if (((unsigned char)p->data[i + 1] & 0xC0) != 0x80)
+			col--;
+	return i < p->len ? p->data[i] : 0;
+}
 
 /* Reads the next event into p->ev. Returns 0, -EINVAL (syntax error
  * recorded) or -ENOMEM. */
@@ -135,11 +150,28 @@ static int next(struct parser *p)
 		if (p->yp.error == YAML_MEMORY_ERROR)
 			return -ENOMEM;
 		const yaml_mark_t *m = &p->yp.problem_mark;
-		int rc = diags_add(p->d, (int)m->line + 1, (int)m->column + 1,
-				   "YAML syntax error: %s%s%s",
+		int line = (int)m->line + 1, col = (int)m->column + 1;
+		if (p->yp.error == YAML_READER_ERROR) {
+			/* encoding errors come with a byte offset only */
+			line = col = 1;
+			for (size_t i = 0; i < p->yp.problem_offset && i < p->len; i++) {
+				if (p->data[i] == '\n') {
+					line++;
+					col = 1;
+				} else if (((unsigned char)p->data[i] & 0xC0) != 0x80) {
+					col++;
+				}
+			}
+		}
+		const char *hint = "";
+		if (p->yp.error == YAML_SCANNER_ERROR && p->yp.problem &&
+		    strstr(p->yp.problem, "cannot start any token") &&
+		    char_at(p, m->line, m->column) == '\t')
+			hint = " (a tab: YAML indents with spaces only)";
+		int rc = diags_add(p->d, line, col, "YAML syntax error: %s%s%s%s",
 				   p->yp.problem ? p->yp.problem : "invalid input",
 				   p->yp.context ? " " : "",
-				   p->yp.context ? p->yp.context : "");
+				   p->yp.context ? p->yp.context : "", hint);
 		return rc ? rc : -EINVAL;
 	}
 	p->have_ev = true;
@@ -173,6 +205,45 @@ static int push_item(struct doc_node *n, struct doc_node *item, size_t *cap)
 
 static int parse_node(struct parser *p, int depth, struct doc_node **out);
 
+static int key_cmp(const void *a, const void *b)
+{
+	const struct doc_node *x = *(struct doc_node *const *)a;
+	const struct doc_node *y = *(struct doc_node *const *)b;
+	int c = strcmp(x->str, y->str);
+	if (c)
+		return c;
+	/* equal keys: in document order, so the first one comes first */
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->col < y->col ? -1 : x->col > y->col;
+}
+
+/* Reports keys that appear twice in a mapping, in O(n log n). */
+static int check_duplicates(struct parser *p, const struct doc_node *map)
+{
+	if (map->n < 2)
+		return 0;
+	struct doc_node **keys = malloc(map->n * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < map->n; i++)
+		keys[i] = map->items[2 * i];
+	qsort(keys, map->n, sizeof(*keys), key_cmp);
+	int rc = 0;
+	for (size_t i = 1, first = 0; i < map->n && !rc; i++) {
+		if (strcmp(keys[first]->str, keys[i]->str)) {
+			first = i;
+			continue;
+		}
+		rc = diags_add(p->d, keys[i]->line, keys[i]->col,
+			       "duplicate key '%s' (first at line %d)", keys[i]->str,
+			       keys[first]->line);
+		p->rc = -EINVAL;
+	}
+	free(keys);
+	return rc;
+}
+
 /* Parses the items of the collection whose start event is current, up to
  * its end event. */
 static int parse_collection(struct parser *p, int depth, struct doc_node *n)
@@ -190,6 +261,13 @@ static int parse_collection(struct parser *p, int depth, struct doc_node *n)
 		if ((rc = parse_node(p, depth + 1, &item)))
 			goto fail;
 		if (n->kind == DOC_MAP && n->n % 2 == 0) {
+			if (item->kind == DOC_SCALAR && strlen(item->str) != item->len) {
+				rc = diags_add(p->d, item->line, item->col,
+					       "mapping keys must not contain NUL characters");
+				doc_free(item);
+				rc = rc ? rc : -EINVAL;
+				goto fail;
+			}
 			if (item->kind != DOC_SCALAR) {
 				rc = diags_add(p->d, item->line, item->col,
 					       "mapping keys must be plain strings, not %s",
@@ -198,28 +276,16 @@ static int parse_collection(struct parser *p, int depth, struct doc_node *n)
 				rc = rc ? rc : -EINVAL;
 				goto fail;
 			}
-			for (size_t i = 0; i < n->n; i += 2) {
-				struct doc_node *k = n->items[i];
-				if (!strcmp(k->str, item->str)) {
-					rc = diags_add(p->d, item->line, item->col,
-						       "duplicate key '%s' (first at line %d)",
-						       item->str, k->line);
-					if (rc) {
-						doc_free(item);
-						goto fail;
-					}
-					p->rc = -EINVAL;
-					break;
-				}
-			}
 		}
 		if ((rc = push_item(n, item, &cap))) {
 			doc_free(item);
 			goto fail;
 		}
 	}
-	if (n->kind == DOC_MAP)
+	if (n->kind == DOC_MAP) {
 		n->n /= 2;
+		return check_duplicates(p, n);
+	}
 	return 0;
 fail:
 	/* n->n counts raw items here, not pairs: free them ourselves */
@@ -234,7 +300,7 @@ static int parse_node(struct parser *p, int depth, struct doc_node **out)
 	yaml_event_t *e = &p->ev;
 	struct doc_node *n = NULL;
 	int rc;
-	if (depth > DOC_MAX_DEPTH) {
+	if (depth >= DOC_MAX_DEPTH) {
 		rc = diags_add(p->d, (int)e->start_mark.line + 1,
 			       (int)e->start_mark.column + 1,
 			       "nesting deeper than %d levels", DOC_MAX_DEPTH);
@@ -253,6 +319,8 @@ static int parse_node(struct parser *p, int depth, struct doc_node **out)
 		}
 		memcpy(n->str, e->data.scalar.value, n->len);
 		n->str[n->len] = '\0';
+		n->end_line = (int)e->end_mark.line + 1;
+		n->end_col = (int)e->end_mark.column + 1;
 		n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 		switch (e->data.scalar.style) {
 		case YAML_SINGLE_QUOTED_SCALAR_STYLE:
@@ -301,7 +369,7 @@ static int parse_node(struct parser *p, int depth, struct doc_node **out)
 int doc_parse(const char *data, size_t len, struct doc_node **root,
 	      struct diags *d)
 {
-	struct parser p = {.d = d};
+	struct parser p = {.d = d, .data = data, .len = len};
 	struct doc_node *n = NULL;
 	int rc;
 

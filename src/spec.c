@@ -29,6 +29,10 @@ struct refs {
 };
 
 struct cc {
+	const char *src;      /* the spec's text */
+	size_t len;
+	size_t *lines;        /* byte offset of each line's start, built lazily */
+	size_t nlines;
 	struct diags *d;
 	struct spec *s;
 	int nomem;            /* sticky -ENOMEM */
@@ -37,6 +41,7 @@ struct cc {
 	struct refs targets;  /* goto and button flow targets */
 	struct button **buttons;
 	size_t nbuttons, capbuttons;
+	const struct doc_node *flows_node;
 };
 
 static const char *const builtin_vars[] = {
@@ -231,24 +236,61 @@ static size_t count_chars(const char *s)
 
 /* Line and column of byte `off` inside scalar n, where that can be known
  * (single-line plain or quoted scalars); else the scalar's own position. */
-static void scalar_pos(const struct doc_node *n, size_t off, int *line, int *col)
+/* Byte offset in the source of (1-based line, column in characters), or
+ * (size_t)-1 when unknown. */
+static size_t src_offset(struct cc *c, int line, int col)
+{
+	if (!c->lines) {
+		size_t n = 1;
+		for (size_t i = 0; i < c->len; i++)
+			n += c->src[i] == '\n';
+		c->lines = malloc(n * sizeof(*c->lines));
+		if (!c->lines)
+			return (size_t)-1;
+		c->lines[0] = 0;
+		c->nlines = 1;
+		for (size_t i = 0; i < c->len; i++)
+			if (c->src[i] == '\n')
+				c->lines[c->nlines++] = i + 1;
+	}
+	if (line < 1 || (size_t)line > c->nlines || col < 1)
+		return (size_t)-1;
+	size_t i = c->lines[line - 1];
+	for (int k = 1; k < col && i < c->len; k++) {
+		i++;
+		while (i < c->len && ((unsigned char)c->src[i] & 0xC0) == 0x80)
+			i++;
+	}
+	return i;
+}
+
+/* Line and column of byte `off` of scalar n's text. Exact when the scalar
+ * sits on one line and its source is its text (no escapes, no folding);
+ * otherwise the scalar's own position, never a wrong one. */
+static void scalar_pos(struct cc *c, const struct doc_node *n, size_t off,
+		       int *line, int *col)
 {
 	*line = n->line;
 	*col = n->col;
-	if (memchr(n->str, '\n', n->len) || (n->style != 'p' && n->style != '\'' &&
-					     n->style != '"'))
+	if (n->end_line != n->line || (n->style != 'p' && n->style != '\'' &&
+				       n->style != '"'))
+		return;
+	size_t a = src_offset(c, n->line, n->col), b = src_offset(c, n->end_line, n->end_col);
+	size_t q = n->style == 'p' ? 0 : 1;
+	if (a == (size_t)-1 || b == (size_t)-1 || b < a + 2 * q ||
+	    b - a - 2 * q != n->len || memcmp(c->src + a + q, n->str, n->len))
 		return;
 	size_t chars = 0;
 	for (size_t i = 0; i < off && i < n->len; i++)
 		chars += ((unsigned char)n->str[i] & 0xC0) != 0x80;
-	*col += (int)chars + (n->style == 'p' ? 0 : 1);
+	*col += (int)(chars + q);
 }
 
 static void err_at(struct cc *c, const struct doc_node *n, size_t off,
 		   const char *what, const char *msg)
 {
 	int line, col;
-	scalar_pos(n, off, &line, &col);
+	scalar_pos(c, n, off, &line, &col);
 	if (diags_add(c->d, line, col, "%s: %s", what, msg))
 		c->nomem = 1;
 }
@@ -299,7 +341,7 @@ static struct template *want_template(struct cc *c, const struct doc_node *n,
 		if (!t->parts[i].is_var)
 			continue;
 		int line, col;
-		scalar_pos(n, t->parts[i].off, &line, &col);
+		scalar_pos(c, n, t->parts[i].off, &line, &col);
 		ref_add(c, &c->var_uses, t->parts[i].text, line, col);
 	}
 	return t;
@@ -331,11 +373,11 @@ static bool want_number(struct cc *c, const struct doc_node *n,
 		char *end = NULL;
 		errno = 0;
 		double v = strtod(n->str, &end);
+		/* range first: casting an out-of-range double is undefined */
 		if (errno == 0 && end && *end == '\0' && v == v &&
 		    v < 1e300 && v > -1e300 &&
-		    (!integer || (v == (double)(long long)v &&
-				  v <= 9007199254740992.0 &&
-				  v >= -9007199254740992.0))) {
+		    (!integer || (v <= 9007199254740992.0 && v >= -9007199254740992.0 &&
+				  v == (double)(long long)v))) {
 			*out = v;
 			return true;
 		}
@@ -839,7 +881,7 @@ static void compile_step(struct cc *c, const struct doc_node *n, struct step *st
 				for (size_t p = 0; p < st->sets[i].value->nparts; p++)
 					if (st->sets[i].value->parts[p].is_var) {
 						int line, col;
-						scalar_pos(v, st->sets[i].value->parts[p].off,
+						scalar_pos(c, v, st->sets[i].value->parts[p].off,
 							   &line, &col);
 						ref_add(c, &c->var_uses,
 							st->sets[i].value->parts[p].text,
@@ -925,10 +967,9 @@ static void compile_flow(struct cc *c, const struct doc_node *n, struct flow *f,
 			f->cmd = dup(c, s + 1);
 	}
 	if (text) {
-		const char *s = want_str(c, text, "entry_text");
 		f->text_re = want_regex(c, text, "entry_text");
-		if (s && f->text_re)
-			f->text_pattern = dup(c, s);
+		if (f->text_re)
+			f->text_pattern = dup(c, text->str);
 	}
 	if (id) {
 		const char *s = want_str(c, id, "id");
@@ -939,6 +980,7 @@ static void compile_flow(struct cc *c, const struct doc_node *n, struct flow *f,
 			f->id = dup(c, s);
 	} else if (f->cmd) {
 		f->id = dup(c, f->cmd);
+		f->id_implicit = true;
 	} else if (!cmd && !text) {
 		err(c, n, "a flow needs entry_cmd, entry_text or id (to be reached by goto or a button)");
 	} else {
@@ -946,6 +988,7 @@ static void compile_flow(struct cc *c, const struct doc_node *n, struct flow *f,
 		if (buf_printf(&b, "_flow%zu", index + 1))
 			c->nomem = 1;
 		f->id = b.data;
+		f->id_implicit = true;
 	}
 	if (desc) {
 		const char *s = want_str(c, desc, "description");
@@ -1080,26 +1123,46 @@ static const char *flow_goto_without_ask(const struct flow *f)
 	return NULL;
 }
 
+/* Every flow has at most one goto that runs without waiting for the user,
+ * so these gotos form a functional graph: one walk per flow, each flow
+ * visited once, finds the flows that lie on a cycle (O(n log n)). */
 static void check_goto_loops(struct cc *c)
 {
 	const struct spec *s = c->s;
-	for (size_t i = 0; i < s->nflows; i++) {
-		/* follow the chain from flow i; a chain longer than nflows loops */
-		const struct flow *f = &s->flows[i];
-		size_t steps = 0;
-		while (f && steps <= s->nflows) {
-			const char *t = flow_goto_without_ask(f);
-			f = t ? spec_flow(s, t) : NULL;
-			steps++;
-			if (f == &s->flows[i]) {
-				if (diags_add(c->d, s->flows[i].line, s->flows[i].col,
-					      "flow '%s' loops back to itself through goto without any ask",
-					      s->flows[i].id))
-					c->nomem = 1;
+	size_t n = s->nflows;
+	unsigned char *state = calloc(n ? n : 1, 1); /* 0 new, 1 on path, 2 done, 3 cycle */
+	size_t *path = malloc((n ? n : 1) * sizeof(*path));
+	if (!state || !path) {
+		c->nomem = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0, k = i;
+		while (state[k] == 0) {
+			state[k] = 1;
+			path[len++] = k;
+			const char *t = flow_goto_without_ask(&s->flows[k]);
+			const struct flow *f = t ? spec_flow(s, t) : NULL;
+			if (!f)
 				break;
-			}
+			k = (size_t)(f - s->flows);
+		}
+		bool cycle = state[k] == 1 && len && (path[len - 1] != k ||
+						       flow_goto_without_ask(&s->flows[k]));
+		for (size_t p = len; p-- > 0;) {
+			state[path[p]] = cycle ? 3 : 2;
+			if (path[p] == k)
+				cycle = false; /* nodes before k only lead into the cycle */
 		}
 	}
+	for (size_t i = 0; i < n; i++)
+		if (state[i] == 3 && diags_add(c->d, s->flows[i].line, s->flows[i].col,
+					       "flow '%s' loops back to itself through goto without any ask",
+					       s->flows[i].id))
+			c->nomem = 1;
+out:
+	free(state);
+	free(path);
 }
 
 static int button_ptr_cmp(const void *a, const void *b)
@@ -1109,9 +1172,72 @@ static int button_ptr_cmp(const void *a, const void *b)
 	return strcmp(x->code, y->code);
 }
 
+static int flow_id_cmp(const void *a, const void *b)
+{
+	const struct flow *x = *(const struct flow *const *)a;
+	const struct flow *y = *(const struct flow *const *)b;
+	int r = strcmp(x->id, y->id);
+	return r ? r : (x > y) - (x < y); /* equal ids: in file order */
+}
+
+static int flow_cmd_cmp(const void *a, const void *b)
+{
+	const struct flow *x = *(const struct flow *const *)a;
+	const struct flow *y = *(const struct flow *const *)b;
+	int r = strcmp(x->cmd, y->cmd);
+	return r ? r : (x > y) - (x < y);
+}
+
+/* Builds the sorted indexes by id and by command, reporting duplicates
+ * (a duplicate command whose ids are both implied by it is reported once,
+ * as a command). */
+static void index_flows(struct cc *c)
+{
+	struct spec *s = c->s;
+	s->by_id = calloc(s->nflows ? s->nflows : 1, sizeof(*s->by_id));
+	s->by_cmd = calloc(s->nflows ? s->nflows : 1, sizeof(*s->by_cmd));
+	if (!s->by_id || !s->by_cmd) {
+		c->nomem = 1;
+		return;
+	}
+	for (size_t i = 0; i < s->nflows; i++) {
+		if (s->flows[i].id)
+			s->by_id[s->nids++] = &s->flows[i];
+		if (s->flows[i].cmd)
+			s->by_cmd[s->ncmds++] = &s->flows[i];
+	}
+	qsort(s->by_id, s->nids, sizeof(*s->by_id), flow_id_cmp);
+	qsort(s->by_cmd, s->ncmds, sizeof(*s->by_cmd), flow_cmd_cmp);
+	for (size_t i = 1, first = 0; i < s->nids; i++) {
+		const struct flow *f = s->by_id[i], *g = s->by_id[first];
+		if (strcmp(f->id, g->id)) {
+			first = i;
+			continue;
+		}
+		if (f->id_implicit && g->id_implicit)
+			continue;
+		if (diags_add(c->d, f->line, f->col, "duplicate flow id '%s' (first at line %d)",
+			      f->id, g->line))
+			c->nomem = 1;
+	}
+	for (size_t i = 1, first = 0; i < s->ncmds; i++) {
+		const struct flow *f = s->by_cmd[i], *g = s->by_cmd[first];
+		if (strcmp(f->cmd, g->cmd)) {
+			first = i;
+			continue;
+		}
+		if (diags_add(c->d, f->line, f->col, "duplicate command /%s (first at line %d)",
+			      f->cmd, g->line))
+			c->nomem = 1;
+	}
+}
+
 static void check_refs(struct cc *c)
 {
 	struct spec *s = c->s;
+	index_flows(c);
+	if (c->nomem)
+		return;
 	for (size_t i = 0; i < c->targets.n; i++)
 		if (!spec_flow(s, c->targets.v[i].name))
 			if (diags_add(c->d, c->targets.v[i].line, c->targets.v[i].col,
@@ -1132,25 +1258,10 @@ static void check_refs(struct cc *c)
 			c->nomem = 1;
 	}
 	size_t menu = 0;
-	for (size_t i = 0; i < s->nflows; i++) {
-		const struct flow *f = &s->flows[i];
-		menu += f->description != NULL;
-		for (size_t j = 0; j < i; j++) {
-			const struct flow *g = &s->flows[j];
-			if (f->id && g->id && !strcmp(f->id, g->id))
-				if (diags_add(c->d, f->line, f->col,
-					      "duplicate flow id '%s' (first at line %d)",
-					      f->id, g->line))
-					c->nomem = 1;
-			if (f->cmd && g->cmd && !strcmp(f->cmd, g->cmd))
-				if (diags_add(c->d, f->line, f->col,
-					      "duplicate command /%s (first at line %d)",
-					      f->cmd, g->line))
-					c->nomem = 1;
-		}
-	}
+	for (size_t i = 0; i < s->nflows; i++)
+		menu += s->flows[i].description != NULL;
 	if (menu > SPEC_MAX_MENU_CMDS)
-		err(c, NULL, "%zu commands have a description; Telegram's menu allows at most %d",
+		err(c, c->flows_node, "%zu commands have a description; Telegram's menu allows at most %d",
 		    menu, SPEC_MAX_MENU_CMDS);
 	if (!c->nomem && c->d->n == 0)
 		check_goto_loops(c);
@@ -1194,6 +1305,7 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 	if ((n = doc_map_get(root, "messages")))
 		compile_messages(c, n);
 	n = doc_map_get(root, "flows");
+	c->flows_node = n;
 	if (!n) {
 		err(c, root, "a spec needs 'flows'");
 	} else if (n->kind != DOC_SEQ) {
@@ -1215,7 +1327,7 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 int spec_compile(const char *id, const char *data, size_t len,
 		 struct spec **out, struct diags *d)
 {
-	struct cc c = {.d = d};
+	struct cc c = {.src = data, .len = len, .d = d};
 	struct doc_node *root = NULL;
 	size_t nerr = d->n;
 	int rc;
@@ -1251,6 +1363,7 @@ int spec_compile(const char *id, const char *data, size_t len,
 	rc = c.nomem ? -ENOMEM : d->n > nerr ? -EINVAL : 0;
 out:
 	doc_free(root);
+	free(c.lines);
 	refs_free(&c.var_uses);
 	refs_free(&c.var_defs);
 	refs_free(&c.targets);
@@ -1265,20 +1378,35 @@ out:
 
 /* ---- lookup and free ------------------------------------------------------ */
 
+/* Binary search of a sorted flow index by key (the first of equals). */
+static const struct flow *find_flow(const struct flow *const *v, size_t n,
+				    const char *key, bool by_cmd)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (strcmp(by_cmd ? v[mid]->cmd : v[mid]->id, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && !strcmp(by_cmd ? v[lo]->cmd : v[lo]->id, key) ? v[lo] : NULL;
+}
+
 const struct flow *spec_flow(const struct spec *s, const char *id)
 {
-	for (size_t i = 0; i < s->nflows; i++)
-		if (s->flows[i].id && !strcmp(s->flows[i].id, id))
-			return &s->flows[i];
-	return NULL;
+	return find_flow(s->by_id, s->nids, id, false);
 }
 
 const struct flow *spec_flow_by_cmd(const struct spec *s, const char *cmd)
 {
-	for (size_t i = 0; i < s->nflows; i++)
-		if (s->flows[i].cmd && !strcasecmp(s->flows[i].cmd, cmd))
-			return &s->flows[i];
-	return NULL;
+	char lower[SPEC_MAX_CMD_LEN + 1];
+	size_t n = strlen(cmd);
+	if (n > SPEC_MAX_CMD_LEN)
+		return NULL;
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char)tolower((unsigned char)cmd[i]);
+	return find_flow(s->by_cmd, s->ncmds, lower, true);
 }
 
 const struct button *spec_button(const struct spec *s, const char *code)
@@ -1355,6 +1483,8 @@ void spec_free(struct spec *s)
 	template_free(s->msg.stale_button);
 	template_free(s->msg.expired_question);
 	free(s->buttons);
+	free(s->by_id);
+	free(s->by_cmd);
 	free(s->id);
 	free(s->name);
 	free(s->description);

@@ -13,6 +13,7 @@ enum doc_kind { DOC_SCALAR, DOC_SEQ, DOC_MAP };
 struct doc_node {
 	enum doc_kind kind;
 	int line, col;   /* 1-based; col counts characters */
+	int end_line, end_col; /* where a scalar's source text ends */
 	char *str;       /* scalar text, NUL-terminated (owned) */
 	size_t len;      /* bytes of str */
 	bool plain;      /* scalar was unquoted (so `null`, `true`, `12` are typed) */

@@ -91,6 +91,7 @@ struct step {
 
 struct flow {
 	char *id;
+	bool id_implicit;        /* id derived from entry_cmd or position */
 	char *cmd;               /* command without '/', or NULL */
 	char *text_pattern;      /* entry_text source, or NULL */
 	struct pcre2_real_code_8 *text_re;
@@ -123,6 +124,10 @@ struct spec {
 	struct spec_messages msg;
 	const struct button **buttons; /* every callback button, sorted by code */
 	size_t nbuttons;
+	const struct flow **by_id;  /* flows sorted by id (lookup index) */
+	size_t nids;
+	const struct flow **by_cmd; /* flows with a command, sorted by it */
+	size_t ncmds;
 };
 
 /* Limits the validator enforces (Telegram's or ours, documented in doc/spec.md). */
