@@ -1,0 +1,276 @@
+/* Unit tests of the SQLite store (a real database file in a temporary
+ * directory) and of the database thread (dbq) on a real libuv loop. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "botfactory/dbq.h"
+#include "botfactory/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *st;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	strcpy(f->dir, "/tmp/botfactory-store-XXXXXX");
+	if (!f || !mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/test.db", f->dir);
+	char err[256];
+	if (store_open(f->path, &f->st, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[256];
+	store_close(f->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void test_file_mode_and_schema(void **state)
+{
+	struct fixture *f = *state;
+	struct stat sb;
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	/* reopening an existing database migrates nothing and works */
+	char err[256];
+	struct store *again = NULL;
+	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), 0);
+	store_close(again);
+	/* a database from a newer botfactory is refused */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "newer than this botfactory"));
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void test_conversations(void **state)
+{
+	struct fixture *f = *state;
+	struct convo c = CONVO_INIT, got;
+	assert_int_equal(store_convo_get(f->st, "bot", 5, 6, &got), 0);
+	assert_null(got.flow);
+	assert_int_equal(convo_set_str(&c.flow, "order"), 0);
+	assert_int_equal(convo_set_str(&c.ask, "save:qty"), 0);
+	assert_int_equal(convo_set(&c, "name", "Bob"), 0);
+	c.deadline_ms = 2000;
+	assert_int_equal(store_convo_put(f->st, "bot", 5, 6, &c), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 5, 6, &got), 0);
+	assert_string_equal(got.flow, "order");
+	assert_string_equal(convo_get(&got, "name"), "Bob");
+	convo_clear(&got);
+	/* another bot, chat or user is another conversation */
+	assert_int_equal(store_convo_get(f->st, "other", 5, 6, &got), 0);
+	assert_null(got.flow);
+	assert_int_equal(store_convo_get(f->st, "bot", 5, 7, &got), 0);
+	assert_null(got.flow);
+	/* deadlines */
+	struct convo d = CONVO_INIT;
+	assert_int_equal(convo_set_str(&d.flow, "f"), 0);
+	assert_int_equal(convo_set_str(&d.ask, "step:0"), 0);
+	d.deadline_ms = 1000;
+	assert_int_equal(store_convo_put(f->st, "bot", 8, 8, &d), 0);
+	assert_int_equal(store_next_deadline(f->st, "bot"), 1000);
+	assert_int_equal(store_next_deadline(f->st, "other"), 0);
+	/* an idle state without variables leaves no row behind */
+	convo_clear(&d);
+	assert_int_equal(store_convo_put(f->st, "bot", 8, 8, &d), 0);
+	assert_int_equal(store_next_deadline(f->st, "bot"), 2000);
+	/* migrate the chat: the conversation follows */
+	assert_int_equal(store_migrate_chat(f->st, "bot", 5, -1005), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", -1005, 6, &got), 0);
+	assert_string_equal(got.flow, "order");
+	convo_clear(&got);
+	assert_int_equal(store_purge(f->st, "bot"), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", -1005, 6, &got), 0);
+	assert_null(got.flow);
+	convo_clear(&c);
+}
+
+static void test_corrupt_state_starts_afresh(void **state)
+{
+	struct fixture *f = *state;
+	struct convo c = CONVO_INIT;
+	assert_int_equal(convo_set(&c, "x", "1"), 0);
+	assert_int_equal(store_convo_put(f->st, "bot", 1, 1, &c), 0);
+	convo_clear(&c);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE conversations SET state='{\"v\":9}'", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &c), -EINVAL);
+	assert_null(c.flow);
+	assert_int_equal(c.nvars, 0);
+}
+
+static void due_cb(void *arg, int64_t chat, int64_t user)
+{
+	int64_t *seen = arg;
+	seen[seen[0]++ + 1] = chat * 100 + user;
+}
+
+static void test_due_in_deadline_order(void **state)
+{
+	struct fixture *f = *state;
+	int64_t deadlines[] = {300, 100, 200, 900};
+	for (int i = 0; i < 4; i++) {
+		struct convo c = CONVO_INIT;
+		assert_int_equal(convo_set_str(&c.flow, "f"), 0);
+		assert_int_equal(convo_set_str(&c.ask, "step:0"), 0);
+		c.deadline_ms = deadlines[i];
+		assert_int_equal(store_convo_put(f->st, "bot", i + 1, 1, &c), 0);
+		convo_clear(&c);
+	}
+	int64_t seen[8] = {0};
+	assert_int_equal(store_due(f->st, "bot", 300, 10, due_cb, seen), 3);
+	assert_int_equal(seen[0], 3);
+	assert_int_equal(seen[1], 201); /* chat 2 (100) */
+	assert_int_equal(seen[2], 301); /* chat 3 (200) */
+	assert_int_equal(seen[3], 101); /* chat 1 (300) */
+}
+
+static void test_outbox_and_offsets(void **state)
+{
+	struct fixture *f = *state;
+	int64_t a, b, c;
+	assert_int_equal(store_outbox_add(f->st, "bot", 5, 0, "sendMessage", "{\"text\":\"1\"}", &a), 0);
+	assert_int_equal(store_outbox_add(f->st, "bot", 5, 1, "answerCallbackQuery", "{}", &b), 0);
+	assert_int_equal(store_outbox_add(f->st, "bot", 6, 0, "sendMessage", "{\"text\":\"2\"}", &c), 0);
+	assert_true(a < b && b < c);
+	assert_int_equal(store_outbox_delete(f->st, b), 0);
+	assert_int_equal(store_migrate_chat(f->st, "bot", 6, -6), 0);
+	struct outbox_row *rows;
+	int n = store_outbox_load(f->st, "bot", &rows);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, a);
+	assert_int_equal(rows[1].id, c);
+	assert_int_equal(rows[1].chat_id, -6);
+	assert_string_equal(rows[1].body, "{\"text\":\"2\"}");
+	store_outbox_free(rows, (size_t)n);
+
+	int64_t off = -1;
+	assert_int_equal(store_offset_get(f->st, "bot", 42, &off), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(store_offset_set(f->st, "bot", 42, 1001), 0);
+	assert_int_equal(store_offset_get(f->st, "bot", 42, &off), 0);
+	assert_int_equal(off, 1001);
+	/* another token: the old offset means nothing to it */
+	assert_int_equal(store_offset_get(f->st, "bot", 43, &off), 0);
+	assert_int_equal(off, 0);
+
+	char *cmds = NULL;
+	assert_int_equal(store_bot_commands_get(f->st, "bot", &cmds), 0);
+	assert_null(cmds);
+	assert_int_equal(store_bot_commands_set(f->st, "bot", "[1]"), 0);
+	assert_int_equal(store_bot_commands_get(f->st, "bot", &cmds), 0);
+	assert_string_equal(cmds, "[1]");
+	free(cmds);
+}
+
+/* ---- dbq ---------------------------------------------------------------- */
+
+struct job {
+	struct dbq_job base;
+	int64_t chat;
+	int fail;      /* run fails: its savepoint is rolled back */
+	int *order;    /* where done records itself */
+	int *norder;
+};
+
+static void job_run(struct dbq_job *j, struct store *st)
+{
+	struct job *x = (struct job *)j;
+	int64_t id;
+	j->rc = store_outbox_add(st, "q", x->chat, 0, "sendMessage", "{}", &id);
+	if (!j->rc && x->fail)
+		j->rc = -EINVAL;
+}
+
+static void job_done(struct dbq_job *j)
+{
+	struct job *x = (struct job *)j;
+	x->order[(*x->norder)++] = (int)x->chat;
+}
+
+static void closed(void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static void test_dbq_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct dbq *q = NULL;
+	assert_int_equal(dbq_start(&loop, f->st, &q), 0);
+	int order[16], norder = 0;
+	struct job jobs[10];
+	for (int i = 0; i < 10; i++) {
+		jobs[i] = (struct job){{job_run, job_done, 0, NULL}, i, i == 4, order, &norder};
+		dbq_submit(q, &jobs[i].base);
+	}
+	assert_int_equal(dbq_pending(q), 10);
+	while (norder < 10)
+		uv_run(&loop, UV_RUN_ONCE);
+	/* done in submission order; the failing job alone was undone */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(order[i], i);
+	assert_int_equal(jobs[4].base.rc, -EINVAL);
+	assert_int_equal(jobs[5].base.rc, 0);
+	int is_closed = 0;
+	dbq_stop(q, closed, &is_closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(is_closed, 1);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	struct outbox_row *rows;
+	int n = store_outbox_load(f->st, "q", &rows);
+	assert_int_equal(n, 9);
+	for (int i = 0; i < n; i++)
+		assert_int_not_equal(rows[i].chat_id, 4);
+	store_outbox_free(rows, (size_t)n);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_file_mode_and_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conversations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_state_starts_afresh, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_in_deadline_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_and_offsets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
