@@ -5,7 +5,8 @@
 set -eu
 
 # The one list of build/test dependencies. Extend it here.
-PACKAGES="build-essential meson ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libsqlite3-dev libcjson-dev libyaml-dev libpcre2-dev libhttp-parser-dev libcmocka-dev"
+# libssl-dev and openssl: the fake Bot API server's HTTPS; python3: integration tests
+PACKAGES="build-essential meson ninja-build pkg-config libuv1-dev libcurl4-openssl-dev libsqlite3-dev libcjson-dev libyaml-dev libpcre2-dev libhttp-parser-dev libcmocka-dev libssl-dev openssl curl python3 ca-certificates"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only. Install: $PACKAGES" >&2

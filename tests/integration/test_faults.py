@@ -1,0 +1,157 @@
+"""Every Bot API fault is handled as specified, inside the bot that met it,
+while another bot of the same daemon keeps answering."""
+
+import time
+import unittest
+
+from harness import BotTest
+
+HELLO = """
+flows:
+  - entry_cmd: /start
+    description: Say hello
+    steps: [{reply: "Hello, {{user.first_name}}!"}]
+  - entry_cmd: /name
+    steps:
+      - ask: "Your name?"
+        save: name
+      - reply: "Hi {{name}}"
+"""
+
+A, B = 401, 402
+
+
+class FaultTest(BotTest):
+    def two_bots(self, spec_a=HELLO, args=()):
+        env = {"TA": self.token(A), "TB": self.token(B)}
+        d = self.daemon({"a.yaml": self.spec(spec_a, "TA"), "b.yaml": self.spec(HELLO, "TB")},
+                        env=env, args=args)
+        return d
+
+    def assert_b_answers(self, name="Bea"):
+        before = self.fb.sent(B)["last_seq"]
+        self.fb.message(B, "/start", user_id=9, first_name=name)
+        calls = self.fb.wait_sent(B, 1, method="sendMessage", after=before)
+        self.assertEqual(calls[0]["params"]["text"], "Hello, %s!" % name)
+
+    def test_401_on_getme_disables_only_that_bot(self):
+        self.fb.config(A, invalid_token=True)
+        d = self.two_bots()
+        d.wait_log(r"bot a: Telegram rejects its token \(401 Unauthorized on getMe\)")
+        self.wait_polling(B)
+        self.assert_b_answers()
+        self.assertEqual(self.fb.state(A)["get_updates_calls"], 0)
+        self.assertEqual(d.stop(), 0)
+
+    def test_401_on_getupdates(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "getUpdates", "status": 401})
+        # the held poll is answered by the next one only: make it come back
+        self.fb.message(A, "/start", user_id=3)
+        d.wait_log(r"bot a: Telegram rejects its token \(401 Unauthorized on getUpdates\)")
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
+    def test_429_on_send_waits_exactly_retry_after(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.wait_polling(B)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 429, "retry_after": 2})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        d.wait_log(r"bot a: Telegram asks to wait 2 s")
+        # meanwhile the other bot answers at once
+        self.assert_b_answers()
+        calls = self.fb.wait_sent(A, 2, method="sendMessage", all=True, timeout=15)
+        self.assertEqual(calls[0]["error_code"], 429)
+        self.assertEqual(calls[1]["params"]["text"], "Hello, Al!")
+        waited = calls[1]["at_ms"] - calls[0]["at_ms"]
+        self.assertGreaterEqual(waited, 2000)
+        self.assertLess(waited, 4000)
+        self.assertEqual(d.stop(), 0)
+
+    def test_409_webhook_is_reported(self):
+        self.fb.config(A, webhook="https://example.org/hook")
+        d = self.two_bots()
+        d.wait_log(r"bot a: a webhook is set for this token.*deleteWebhook.*delete_webhook: true")
+        self.wait_polling(B)
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
+    def test_409_webhook_deleted_when_the_spec_opts_in(self):
+        self.fb.config(A, webhook="https://example.org/hook")
+        d = self.two_bots(spec_a="delete_webhook: true\n" + HELLO)
+        d.wait_log(r"bot a: deleted the webhook")
+        self.wait_polling(A)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assertEqual(len(self.fb.sent(A, method="deleteWebhook")["calls"]), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_409_other_poller_backs_off(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "getUpdates", "status": 409, "kind": "other", "count": 2})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        d.wait_log(r"bot a: another process is polling this token \(409 Conflict\)")
+        self.assert_b_answers()
+        # after the conflicts the bot polls again and answers
+        self.assertEqual(self.texts(A, 1, timeout=20), ["Hello, Al!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_500_and_dropped_connection_are_retried(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 500},
+                           {"method": "sendMessage", "drop": True})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assert_b_answers()
+        self.assertEqual(self.texts(A, 1, timeout=20), ["Hello, Al!"])
+        d.wait_log(r"bot a: sending to chat 3 failed")
+        self.assertEqual(d.stop(), 0)
+
+    def test_hung_poll_is_abandoned_and_retried(self):
+        # poll timeout 1 s: the client deadline is 1 + 2 s
+        d = self.two_bots(args=("--poll-timeout", "1"))
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "getUpdates", "hang": True})
+        calls_before = self.fb.state(A)["get_updates_calls"]
+        self.fb.wait_state(A, timeout=15, min_get_updates_calls=calls_before + 2)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1, timeout=15), ["Hello, Al!"])
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
+    def test_403_drops_the_reply_and_carries_on(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 403, "chat_id": 3,
+                               "description": "Forbidden: bot was blocked by the user"})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        d.wait_log(r"bot a: dropped a sendMessage to chat 3: Forbidden: bot was blocked")
+        self.fb.message(A, "/start", user_id=4, first_name="Di")
+        calls = self.fb.wait_sent(A, 2, method="sendMessage", all=True)
+        self.assertEqual(calls[0]["error_code"], 403)
+        self.assertEqual(calls[1]["params"]["text"], "Hello, Di!")
+        self.assertEqual(d.stop(), 0)
+
+    def test_migrate_to_supergroup(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 400, "chat_id": -5,
+                               "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                               "migrate_to_chat_id": -1005})
+        self.fb.message(A, "/name", user_id=3, chat_id=-5, chat_type="group")
+        d.wait_log(r"bot a: chat -5 became supergroup -1005")
+        calls = self.fb.wait_sent(A, 2, method="sendMessage", all=True)
+        self.assertEqual(calls[1]["params"]["chat_id"], -1005)
+        self.assertEqual(calls[1]["params"]["text"], "Your name?")
+        # the conversation moved too: the answer from the supergroup continues it
+        self.fb.message(A, "Kim", user_id=3, chat_id=-1005, chat_type="supergroup")
+        calls = self.fb.wait_sent(A, 3, method="sendMessage", all=True)
+        self.assertEqual(calls[2]["params"]["text"], "Hi Kim")
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
