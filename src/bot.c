@@ -61,8 +61,15 @@ struct out_item {
 	struct out_item *next;
 };
 
+/* A token bucket for the optional pre-throttles. */
+struct bucket {
+	double tokens;
+	int64_t last; /* wall ms of the last refill, 0 = never used (full) */
+};
+
 struct chatq {
 	int64_t chat;
+	struct bucket bucket;
 	struct out_item *head, *tail;
 	bool busy;      /* a send of this chat is in flight */
 	bool queued;    /* on the ready list */
@@ -107,6 +114,8 @@ struct bot {
 	struct chatq *ready_head, *ready_tail;
 	struct out_item *prio_head, *prio_tail;
 	int64_t paused_until; /* the whole bot, wall ms */
+	int64_t throttled_until; /* chat messages held by the bot's throttle */
+	struct bucket bucket;    /* the bot's throttle */
 	int64_t last_429_at;
 	int64_t last_429_chat;
 	uv_timer_t send_timer;
@@ -631,6 +640,8 @@ static void on_send_timer(uv_timer_t *t)
 	int64_t now = wall_ms();
 	if (b->paused_until && b->paused_until <= now)
 		b->paused_until = 0;
+	if (b->throttled_until && b->throttled_until <= now)
+		b->throttled_until = 0;
 	for (size_t i = 0; i < b->nbuckets; i++)
 		for (struct chatq *q = b->table[i]; q; q = q->hnext)
 			if (q->paused_until && q->paused_until <= now) {
@@ -645,6 +656,8 @@ static void on_send_timer(uv_timer_t *t)
 static void arm_send_timer(struct bot *b)
 {
 	int64_t earliest = b->paused_until;
+	if (b->throttled_until && (!earliest || b->throttled_until < earliest))
+		earliest = b->throttled_until;
 	for (size_t i = 0; i < b->nbuckets; i++)
 		for (struct chatq *q = b->table[i]; q; q = q->hnext)
 			if (q->paused_until && (!earliest || q->paused_until < earliest))
@@ -806,6 +819,48 @@ static int with_chat(struct buf *out, const struct out_item *it)
 }
 
 /* Starts sends while there are free slots and sendable items. */
+/* Refills a bucket for rate r. Returns 0 when a message may go now, or
+ * the milliseconds until one may. */
+static int64_t bucket_wait(struct bucket *bk, const struct spec_rate *r, int64_t now)
+{
+	if (!r->count)
+		return 0;
+	if (!bk->last)
+		bk->tokens = r->count; /* a full bucket: a burst of count is fine */
+	else if (now > bk->last)
+		bk->tokens += (double)(now - bk->last) * r->count / (double)r->period_ms;
+	if (bk->tokens > r->count)
+		bk->tokens = r->count;
+	bk->last = now;
+	if (bk->tokens >= 1.0)
+		return 0;
+	return (int64_t)((1.0 - bk->tokens) * (double)r->period_ms / r->count) + 1;
+}
+
+/* Checks the pre-throttles for a message to chat q. Returns true when it
+ * may go now (and takes its tokens); otherwise pauses the chat or the
+ * bot's chat messages until it may. */
+static bool throttle_ok(struct bot *b, struct chatq *q, int64_t now)
+{
+	const struct spec *s = b->spec;
+	const struct spec_rate *per_chat = q->chat < 0 ? &s->throttle_group : &s->throttle_chat;
+	int64_t wb = bucket_wait(&b->bucket, &s->throttle_bot, now);
+	int64_t wc = bucket_wait(&q->bucket, per_chat, now);
+	if (wc) {
+		q->paused_until = now + wc;
+		return false;
+	}
+	if (wb) {
+		b->throttled_until = now + wb;
+		return false;
+	}
+	if (s->throttle_bot.count)
+		b->bucket.tokens -= 1.0;
+	if (per_chat->count)
+		q->bucket.tokens -= 1.0;
+	return true;
+}
+
 static void pump(struct bot *b)
 {
 	if (b->stopping || b->status == BOT_UNAUTHORIZED || !b->loaded)
@@ -825,12 +880,21 @@ static void pump(struct bot *b)
 			if (!b->prio_head)
 				b->prio_tail = NULL;
 			it->next = NULL;
-		} else if (b->ready_head) {
+		} else if (b->ready_head && b->throttled_until <= now) {
 			q = b->ready_head;
 			b->ready_head = q->next_ready;
 			if (!b->ready_head)
 				b->ready_tail = NULL;
 			q->queued = false;
+			if (!throttle_ok(b, q, now)) {
+				if (!q->paused_until) /* held by the bot's throttle */
+					make_ready(b, q);
+				arm_send_timer(b);
+				if (b->throttled_until > now)
+					return;
+				i--; /* this slot is still free: try the next chat */
+				continue;
+			}
 			it = q->head;
 			q->busy = true;
 		} else {

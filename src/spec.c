@@ -1068,6 +1068,50 @@ static void default_messages(struct cc *c)
 	}
 }
 
+int spec_parse_rate(const char *s, struct spec_rate *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(s, &end, 10);
+	if (errno || end == s || n < 1 || n > 10000 || end[0] != '/' || !end[1] || end[2])
+		return -EINVAL;
+	switch (end[1]) {
+	case 's':
+		out->period_ms = 1000;
+		break;
+	case 'm':
+		out->period_ms = 60 * 1000;
+		break;
+	case 'h':
+		out->period_ms = 3600 * 1000;
+		break;
+	default:
+		return -EINVAL;
+	}
+	out->count = (int)n;
+	return 0;
+}
+
+static void compile_throttle(struct cc *c, const struct doc_node *n)
+{
+	static const char *const keys[] = {"bot", "chat", "group", NULL};
+	struct spec_rate *slots[] = {&c->s->throttle_bot, &c->s->throttle_chat,
+				     &c->s->throttle_group};
+	if (n->kind != DOC_MAP) {
+		err(c, n, "throttle must be a mapping like {chat: 1/s, group: 20/m}, not %s",
+		    doc_kind_name(n));
+		return;
+	}
+	check_keys(c, n, keys, "throttle");
+	for (size_t i = 0; keys[i]; i++) {
+		const struct doc_node *v = doc_map_get(n, keys[i]);
+		const char *r = v ? want_str(c, v, keys[i]) : NULL;
+		if (r && spec_parse_rate(r, slots[i]))
+			err(c, v, "throttle %s must be a rate like 30/s, 20/m or 100/h (1 to 10000 per unit), not '%s'",
+			    keys[i], r);
+	}
+}
+
 static void compile_token(struct cc *c, const struct doc_node *n)
 {
 	const char *s = want_str(c, n, "token");
@@ -1276,7 +1320,7 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 {
 	static const char *const keys[] = {"name", "token", "description",
 					   "parse_mode", "flows", "fallback",
-					   "messages", "delete_webhook", NULL};
+					   "messages", "delete_webhook", "throttle", NULL};
 	struct spec *s = c->s;
 	if (root->kind != DOC_MAP) {
 		err(c, root, "a spec must be a mapping with 'flows', not %s",
@@ -1302,6 +1346,8 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 		compile_token(c, n);
 	if ((n = doc_map_get(root, "delete_webhook")))
 		want_bool(c, n, "delete_webhook", &s->delete_webhook);
+	if ((n = doc_map_get(root, "throttle")))
+		compile_throttle(c, n);
 	if ((n = doc_map_get(root, "messages")))
 		compile_messages(c, n);
 	n = doc_map_get(root, "flows");

@@ -100,6 +100,12 @@ struct flow {
 	int line, col;
 };
 
+/* A rate: at most `count` messages per `period_ms`; count 0 = unlimited. */
+struct spec_rate {
+	int count;
+	int64_t period_ms;
+};
+
 /* Texts the runtime sends on its own; overridable under `messages:`. */
 struct spec_messages {
 	struct template *cancelled;
@@ -118,6 +124,9 @@ struct spec {
 	char *token_env;         /* VAR of `${VAR}`, or NULL */
 	enum parse_mode mode;    /* default parse mode */
 	bool delete_webhook;     /* on a 409 "webhook is active": delete it */
+	/* optional pre-throttles of the bot's messages (all off by default:
+	 * Telegram's 429s are obeyed exactly either way) */
+	struct spec_rate throttle_bot, throttle_chat, throttle_group;
 	struct flow *flows;
 	size_t nflows;
 	struct step_list fallback;
@@ -159,6 +168,10 @@ const struct flow *spec_flow_by_cmd(const struct spec *s, const char *cmd);
 /* Finds the button whose callback code is `code`. Returns it (borrowed) or
  * NULL (stale or unknown). */
 const struct button *spec_button(const struct spec *s, const char *code);
+
+/* Parses a rate "N/s", "N/m" or "N/h" (N from 1 to 10000). Returns 0 or
+ * -EINVAL. */
+int spec_parse_rate(const char *s, struct spec_rate *out);
 
 /* Parses a duration: "90", "90s", "10m", "2h", "1d", "1h30m". Returns 0 with
  * milliseconds in *ms, or -EINVAL. */

@@ -153,5 +153,38 @@ class FaultTest(BotTest):
         self.assertEqual(d.stop(), 0)
 
 
+THROTTLED = """
+throttle: {chat: 2/s, bot: 100/s}
+flows:
+  - entry_cmd: /four
+    steps: [{reply: one}, {reply: two}, {reply: three}, {reply: four}]
+"""
+
+
+class ThrottleTest(BotTest):
+    def test_chat_throttle_spaces_messages(self):
+        tok = self.token(451)
+        d = self.daemon({"t.yaml": self.spec(THROTTLED, "T")}, env={"T": tok})
+        self.wait_polling(451)
+        self.fb.message(451, "/four", user_id=3)
+        calls = self.fb.wait_sent(451, 4, method="sendMessage", timeout=10)
+        self.assertEqual([c["params"]["text"] for c in calls], ["one", "two", "three", "four"])
+        # a burst of 2, then one every 500 ms
+        at = [c["at_ms"] for c in calls]
+        self.assertGreaterEqual(at[2] - at[0], 450)
+        self.assertGreaterEqual(at[3] - at[0], 950)
+        self.assertEqual(d.stop(), 0)
+
+    def test_unthrottled_by_default(self):
+        tok = self.token(452)
+        d = self.daemon({"t.yaml": self.spec(THROTTLED.replace("throttle: {chat: 2/s, bot: 100/s}\n", ""), "T")},
+                        env={"T": tok})
+        self.wait_polling(452)
+        self.fb.message(452, "/four", user_id=3)
+        calls = self.fb.wait_sent(452, 4, method="sendMessage", timeout=10)
+        self.assertLess(calls[3]["at_ms"] - calls[0]["at_ms"], 450)
+        self.assertEqual(d.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

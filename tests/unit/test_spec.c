@@ -330,6 +330,24 @@ static void test_durations(void **state)
 	assert_int_equal(spec_parse_duration("99999999999s", &ms), -EINVAL);
 }
 
+static void test_throttle(void **state)
+{
+	(void)state;
+	struct spec *s = compile_ok("throttle: {bot: 30/s, chat: 1/s, group: 20/m}\n"
+				    "flows: [{entry_cmd: /a, steps: [{reply: a}]}]\n");
+	assert_int_equal(s->throttle_bot.count, 30);
+	assert_int_equal(s->throttle_bot.period_ms, 1000);
+	assert_int_equal(s->throttle_group.count, 20);
+	assert_int_equal(s->throttle_group.period_ms, 60000);
+	spec_free(s);
+	s = compile_ok("flows: [{entry_cmd: /a, steps: [{reply: a}]}]\n");
+	assert_int_equal(s->throttle_chat.count, 0); /* off by default */
+	spec_free(s);
+	expect_errors("throttle: {chat: 1/d, grop: 2/s}\nflows: [{entry_cmd: /a, steps: [{reply: a}]}]\n",
+		      "1:18: throttle chat must be a rate like 30/s, 20/m or 100/h (1 to 10000 per unit), not '1/d'",
+		      "1:23: unknown key 'grop' in throttle (did you mean 'group'?)", NULL);
+}
+
 static void test_bad_id(void **state)
 {
 	(void)state;
@@ -359,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_empty_strings),
 		cmocka_unit_test(test_menu_limits),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_bad_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
