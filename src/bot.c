@@ -43,6 +43,11 @@ static int next_backoff(int prev)
 	return base - jitter + (int)((unsigned)rand() % (unsigned)(2 * jitter + 1));
 }
 
+/* Starts a timer `ms` from now. The loop's cached time may lag behind the
+ * clock, which would fire the timer early: a 429's retry_after is a lower
+ * bound, so refresh it first (and round the wall clock's truncation up). */
+static void start_timer(struct bot *b, uv_timer_t *t, uv_timer_cb cb, int64_t ms);
+
 static uint64_t fingerprint(const char *token)
 {
 	const char *f[] = {"token", token};
@@ -190,6 +195,12 @@ static void set_error(struct bot *b, enum bot_status st, const char *fmt, ...)
 }
 
 static void maybe_stopped(struct bot *b);
+
+static void start_timer(struct bot *b, uv_timer_t *t, uv_timer_cb cb, int64_t ms)
+{
+	uv_update_time(b->env->loop);
+	uv_timer_start(t, cb, ms > 0 ? (uint64_t)ms + 1 : 0, 0);
+}
 
 /* ---- database jobs --------------------------------------------------------- */
 
@@ -667,7 +678,7 @@ static void arm_send_timer(struct bot *b)
 		return;
 	}
 	int64_t delay = earliest - wall_ms();
-	uv_timer_start(&b->send_timer, on_send_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+	start_timer(b, &b->send_timer, on_send_timer, delay);
 }
 
 static void migrate_chat(struct bot *b, int64_t from, int64_t to)
@@ -1013,7 +1024,7 @@ static void arm_deadline(struct bot *b, int64_t next)
 		return;
 	}
 	int64_t delay = next - wall_ms();
-	uv_timer_start(&b->deadline_timer, on_deadline, delay > 0 ? (uint64_t)delay : 0, 0);
+	start_timer(b, &b->deadline_timer, on_deadline, delay);
 }
 
 /* ---- poller ---------------------------------------------------------------------- */
@@ -1041,7 +1052,7 @@ static void on_timer(uv_timer_t *t)
 
 static void retry_in(struct bot *b, int ms)
 {
-	uv_timer_start(&b->timer, on_timer, ms > 0 ? (uint64_t)ms : 0, 0);
+	start_timer(b, &b->timer, on_timer, ms);
 }
 
 static void bot_unauthorized(struct bot *b, const char *what)
