@@ -226,11 +226,34 @@ static void rows_free(struct rows *r)
 	memset(r, 0, sizeof(*r));
 }
 
+static int handle_event_inner(struct store *st, const struct spec *spec,
+			      const struct engine_ctx *ctx, const struct event *ev,
+			      struct rows *out);
+
 /* Runs one event through the engine and stores the result (database
- * thread). Returns 0, -ENOMEM (the event is skipped) or -EIO. */
+ * thread), all or nothing: a failure leaves neither a state nor outbox rows
+ * behind. Returns 0, -ENOMEM (the event is skipped) or -EIO. */
 static int handle_event(struct store *st, const struct spec *spec,
 			const struct engine_ctx *ctx, const struct event *ev,
 			struct rows *out)
+{
+	size_t before = out->n;
+	if (store_update_begin(st))
+		return -EIO;
+	int rc = handle_event_inner(st, spec, ctx, ev, out);
+	if (!rc)
+		return store_update_end(st) ? -EIO : 0;
+	for (size_t i = before; i < out->n; i++) {
+		free(out->v[i].method);
+		free(out->v[i].body);
+	}
+	out->n = before;
+	return store_update_undo(st) ? -EIO : rc;
+}
+
+static int handle_event_inner(struct store *st, const struct spec *spec,
+			      const struct engine_ctx *ctx, const struct event *ev,
+			      struct rows *out)
 {
 	struct convo cur, next;
 	struct actions acts = {0};

@@ -38,6 +38,9 @@ enum stmt_id {
 	S_SAVEPOINT,
 	S_RELEASE,
 	S_ROLLBACK_TO,
+	S_UPD_BEGIN,
+	S_UPD_END,
+	S_UPD_UNDO,
 	S_COUNT
 };
 
@@ -70,6 +73,9 @@ static const char *const sql[S_COUNT] = {
 	[S_SAVEPOINT] = "SAVEPOINT job",
 	[S_RELEASE] = "RELEASE job",
 	[S_ROLLBACK_TO] = "ROLLBACK TO job",
+	[S_UPD_BEGIN] = "SAVEPOINT upd",
+	[S_UPD_END] = "RELEASE upd",
+	[S_UPD_UNDO] = "ROLLBACK TO upd",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. */
@@ -263,6 +269,22 @@ int store_rollback_to(struct store *st)
 {
 	int rc = exec_stmt(st, prep(st, S_ROLLBACK_TO), "rollback to savepoint");
 	return rc ? rc : store_release(st);
+}
+
+int store_update_begin(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_UPD_BEGIN), "savepoint");
+}
+
+int store_update_end(struct store *st)
+{
+	return exec_stmt(st, prep(st, S_UPD_END), "release savepoint");
+}
+
+int store_update_undo(struct store *st)
+{
+	int rc = exec_stmt(st, prep(st, S_UPD_UNDO), "rollback to savepoint");
+	return rc ? rc : store_update_end(st);
 }
 
 static void bind_key(sqlite3_stmt *s, const char *bot, int64_t chat, int64_t user)

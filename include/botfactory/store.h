@@ -33,6 +33,10 @@ int store_rollback(struct store *st);
 int store_savepoint(struct store *st);
 int store_release(struct store *st);
 int store_rollback_to(struct store *st);
+/* A second level of savepoint, for one update inside a job: 0 or -EIO. */
+int store_update_begin(struct store *st);
+int store_update_end(struct store *st);
+int store_update_undo(struct store *st);
 
 /* The conversation state of (bot, chat, user). Returns 0 with *c filled
  * (idle when none is stored), -EINVAL when the stored JSON is unreadable
