@@ -152,6 +152,25 @@ class FaultTest(BotTest):
         self.assertEqual(calls[2]["params"]["text"], "Hi Kim")
         self.assertEqual(d.stop(), 0)
 
+    def test_stall_restarts_every_poll(self):
+        """A frozen process (like a laptop lid closed) restarts its polls at
+        once when it runs again, instead of waiting on dead connections."""
+        import signal
+        import time
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.wait_polling(B)
+        calls_a = self.fb.state(A)["get_updates_calls"]
+        calls_b = self.fb.state(B)["get_updates_calls"]
+        d.proc.send_signal(signal.SIGSTOP)
+        time.sleep(6)  # the stall itself (over the 2 s watch + 3 s threshold)
+        d.proc.send_signal(signal.SIGCONT)
+        d.wait_log(r"the machine stalled for .* s: restarting every poll")
+        self.fb.wait_state(A, min_get_updates_calls=calls_a + 1)
+        self.fb.wait_state(B, min_get_updates_calls=calls_b + 1)
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
 
 THROTTLED = """
 throttle: {chat: 2/s, bot: 100/s}
