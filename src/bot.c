@@ -111,6 +111,9 @@ struct bot {
 	bool polling;     /* a getUpdates is in flight */
 	struct batch_job *retry_batch; /* a batch to hand to the database again */
 	char *pending_cmds; /* setMyCommands body in flight */
+	struct tg_req ctl;  /* setMyCommands after a spec swap (lazily set up) */
+	bool ctl_ready;
+	char *ctl_cmds;     /* its body in flight */
 
 	/* sender */
 	struct send_slot *slots;
@@ -136,6 +139,8 @@ struct bot {
 	unsigned jobs;    /* database jobs in flight */
 	unsigned handles; /* open timers */
 	bool stopping;
+	bool confirm;          /* confirm the offset to Telegram before stopping */
+	bool confirm_inflight;
 	void (*stopped)(struct bot *b, void *arg);
 	void *stopped_arg;
 };
@@ -159,6 +164,11 @@ const char *bot_status_name(enum bot_status s)
 const char *bot_id(const struct bot *b)
 {
 	return b->spec->id;
+}
+
+const struct spec *bot_spec(const struct bot *b)
+{
+	return b->spec;
 }
 
 const char *bot_token(const struct bot *b)
@@ -357,7 +367,7 @@ static bool update_event(const cJSON *u, int64_t now, struct event *ev)
 struct batch_job {
 	struct dbq_job job;
 	struct bot *bot;
-	const struct spec *spec;
+	struct spec *spec; /* a reference: the bot may swap its spec meanwhile */
 	char username[64];
 	uint64_t token_fp;
 	cJSON *root;   /* the whole reply; result = the updates */
@@ -411,7 +421,7 @@ static void batch_run(struct dbq_job *j, struct store *st)
 struct due_job {
 	struct dbq_job job;
 	struct bot *bot;
-	const struct spec *spec;
+	struct spec *spec; /* a reference */
 	char username[64];
 	struct store *st;
 	int64_t now;
@@ -466,7 +476,7 @@ static void due_run(struct dbq_job *j, struct store *st)
 struct load_job {
 	struct dbq_job job;
 	struct bot *bot;
-	const struct spec *spec;
+	struct spec *spec; /* a reference */
 	uint64_t token_fp;
 	int64_t offset;
 	int64_t next_deadline;
@@ -1003,6 +1013,7 @@ static void due_done(struct dbq_job *j)
 		log_error("bot %s: could not run ask timeouts (database error); retrying",
 			  bot_id(b));
 		rows_free(&dj->rows);
+		spec_unref(dj->spec);
 		free(dj);
 		if (!b->stopping)
 			arm_deadline(b, wall_ms() + BACKOFF_MIN_MS);
@@ -1013,6 +1024,7 @@ static void due_done(struct dbq_job *j)
 		take_rows(b, &dj->rows);
 	int64_t next = dj->next_deadline;
 	rows_free(&dj->rows);
+	spec_unref(dj->spec);
 	free(dj);
 	if (!b->stopping)
 		arm_deadline(b, next);
@@ -1032,7 +1044,7 @@ static void on_deadline(uv_timer_t *t)
 	dj->job.run = due_run;
 	dj->job.done = due_done;
 	dj->bot = b;
-	dj->spec = b->spec;
+	dj->spec = spec_ref(b->spec);
 	snprintf(dj->username, sizeof(dj->username), "%s", b->username);
 	dj->now = wall_ms();
 	b->due_job = true;
@@ -1065,6 +1077,10 @@ static void on_timer(uv_timer_t *t)
 	if (b->retry_batch) {
 		struct batch_job *bj = b->retry_batch;
 		b->retry_batch = NULL;
+		if (bj->spec != b->spec) { /* handled again: by the current spec */
+			spec_unref(bj->spec);
+			bj->spec = spec_ref(b->spec);
+		}
 		submit_batch(b, bj);
 	} else if (!b->username[0]) {
 		get_me(b);
@@ -1193,6 +1209,7 @@ static void batch_done(struct dbq_job *j)
 	}
 	rows_free(&bj->rows);
 	cJSON_Delete(bj->root);
+	spec_unref(bj->spec);
 	free(bj);
 	if (b->stopping)
 		maybe_stopped(b);
@@ -1227,7 +1244,7 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 		return;
 	}
 	bj->bot = b;
-	bj->spec = b->spec;
+	bj->spec = spec_ref(b->spec);
 	bj->token_fp = b->token_fp;
 	bj->offset = b->offset;
 	snprintf(bj->username, sizeof(bj->username), "%s", b->username);
@@ -1351,6 +1368,7 @@ out:
 	if (lj->outbox)
 		store_outbox_free(lj->outbox, (size_t)(lj->noutbox > 0 ? lj->noutbox : 0));
 	free(lj->commands);
+	spec_unref(lj->spec);
 	free(lj);
 	maybe_stopped(b);
 }
@@ -1417,7 +1435,7 @@ static void on_me(struct tg_req *r, struct tg_result *res, void *arg)
 	lj->job.run = load_run;
 	lj->job.done = load_done;
 	lj->bot = b;
-	lj->spec = b->spec;
+	lj->spec = spec_ref(b->spec);
 	lj->token_fp = b->token_fp;
 	submit(b, &lj->job);
 }
@@ -1427,6 +1445,60 @@ static void get_me(struct bot *b)
 	b->status = b->status == BOT_BACKOFF ? BOT_BACKOFF : BOT_STARTING;
 	if (tg_req_call(&b->poll, b->token, "getMe", "{}", 2, b->env->request_timeout_ms, on_me, b))
 		retry_in(b, BACKOFF_MIN_MS);
+}
+
+static void swap_commands_done(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct bot *b = arg;
+	char *cmds = b->ctl_cmds;
+	b->ctl_cmds = NULL;
+	if (res->status == TG_OK && !b->stopping) {
+		struct write_job *wj = new_write_job(b);
+		if (wj) {
+			wj->commands = cmds;
+			cmds = NULL;
+			submit(b, &wj->job);
+		}
+		log_info("bot %s: published its new command menu", bot_id(b));
+	} else if (res->status != TG_OK) {
+		log_warn("bot %s: setMyCommands failed (%s); the command menu is not updated",
+			 bot_id(b), res->description);
+	}
+	free(cmds);
+	maybe_stopped(b);
+}
+
+int bot_swap_spec(struct bot *b, struct spec *spec)
+{
+	char *before = commands_json(b->spec), *after = commands_json(spec);
+	struct spec *old = b->spec;
+	b->spec = spec; /* batches already handed to the database keep theirs */
+	spec_unref(old);
+	bool changed = after && (!before || strcmp(before, after));
+	free(before);
+	if (!changed || !b->token || !b->loaded || b->stopping ||
+	    b->status == BOT_UNAUTHORIZED) {
+		free(after);
+		return 0;
+	}
+	if (!b->ctl_ready) {
+		if (tg_req_init(&b->ctl, b->env->api)) {
+			tg_req_free(&b->ctl);
+			free(after);
+			return -ENOMEM;
+		}
+		b->ctl_ready = true;
+	}
+	tg_req_cancel(&b->ctl); /* an older menu still in flight: replaced */
+	free(b->ctl_cmds);
+	b->ctl_cmds = after;
+	if (tg_req_call(&b->ctl, b->token, "setMyCommands", after, strlen(after),
+			b->env->request_timeout_ms, swap_commands_done, b)) {
+		free(b->ctl_cmds);
+		b->ctl_cmds = NULL;
+	}
+	return 0;
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -1513,6 +1585,15 @@ static void timer_closed(uv_handle_t *h)
 	maybe_stopped(b);
 }
 
+static void confirm_done(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	(void)res;
+	struct bot *b = arg;
+	b->confirm_inflight = false;
+	maybe_stopped(b);
+}
+
 /* Calls the stopped callback once nothing refers to the bot any more. */
 static void maybe_stopped(struct bot *b)
 {
@@ -1520,8 +1601,25 @@ static void maybe_stopped(struct bot *b)
 		return;
 	if (b->nacks && !b->ack_job)
 		flush_acks(b); /* what was sent must not be sent again */
-	if (b->jobs || bot_sending(b))
+	if (b->jobs || bot_sending(b) || b->confirm_inflight)
 		return;
+	if (b->confirm) {
+		/* tell Telegram the last committed offset, so that the updates
+		 * handled under this token are not delivered again if the token
+		 * comes back (its next bot starts from the stored offset of the
+		 * new token) */
+		b->confirm = false;
+		if (b->offset && b->token && b->username[0] && b->status != BOT_UNAUTHORIZED) {
+			char body[96];
+			int n = snprintf(body, sizeof(body),
+					 "{\"offset\":%" PRId64 ",\"timeout\":0,\"limit\":1}", b->offset);
+			if (!tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n,
+					 b->env->request_timeout_ms, confirm_done, b)) {
+				b->confirm_inflight = true;
+				return;
+			}
+		}
+	}
 	if (b->handles == 3) {
 		uv_close((uv_handle_t *)&b->timer, timer_closed);
 		uv_close((uv_handle_t *)&b->send_timer, timer_closed);
@@ -1538,8 +1636,10 @@ static void maybe_stopped(struct bot *b)
 	stopped(b, b->stopped_arg);
 }
 
-void bot_stop(struct bot *b, void (*stopped)(struct bot *b, void *arg), void *arg)
+void bot_stop(struct bot *b, bool confirm,
+	      void (*stopped)(struct bot *b, void *arg), void *arg)
 {
+	b->confirm = confirm;
 	b->stopping = true;
 	b->stopped = stopped;
 	b->stopped_arg = arg;
@@ -1547,12 +1647,17 @@ void bot_stop(struct bot *b, void (*stopped)(struct bot *b, void *arg), void *ar
 	b->polling = false;
 	free(b->pending_cmds);
 	b->pending_cmds = NULL;
+	if (b->ctl_ready)
+		tg_req_cancel(&b->ctl);
+	free(b->ctl_cmds);
+	b->ctl_cmds = NULL;
 	uv_timer_stop(&b->timer);
 	uv_timer_stop(&b->send_timer);
 	uv_timer_stop(&b->deadline_timer);
 	if (b->retry_batch) {
 		rows_free(&b->retry_batch->rows);
 		cJSON_Delete(b->retry_batch->root);
+		spec_unref(b->retry_batch->spec);
 		free(b->retry_batch);
 		b->retry_batch = NULL;
 	}
@@ -1564,6 +1669,9 @@ void bot_free(struct bot *b)
 	if (!b)
 		return;
 	tg_req_free(&b->poll);
+	if (b->ctl_ready)
+		tg_req_free(&b->ctl);
+	free(b->ctl_cmds);
 	for (int i = 0; i < b->env->send_slots; i++) {
 		if (b->slots[i].ready)
 			tg_req_free(&b->slots[i].req);
@@ -1588,6 +1696,6 @@ void bot_free(struct bot *b)
 	free(b->acks);
 	free(b->pending_cmds);
 	free(b->token);
-	spec_free(b->spec);
+	spec_unref(b->spec);
 	free(b);
 }

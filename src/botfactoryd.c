@@ -1,9 +1,9 @@
-/* botfactoryd: the daemon. Loads every spec in the specs directory, opens
- * the SQLite database, and runs each bot with a token on one libuv loop
- * (one curl multi handle, one database thread). SIGINT/SIGTERM stop it
+/* botfactoryd: the daemon. Watches the specs directory (specdir), keeps
+ * the set of bots in step with it (registry), opens the SQLite database,
+ * and runs each bot with a token on one libuv loop (one curl multi handle,
+ * one database thread). SIGINT/SIGTERM stop it
  * cleanly: polls end, in-flight replies get a short grace period, pending
  * database work is committed, and it exits 0. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -20,7 +20,8 @@
 #include "botfactory/curl_uv.h"
 #include "botfactory/dbq.h"
 #include "botfactory/log.h"
-#include "botfactory/specfile.h"
+#include "botfactory/registry.h"
+#include "botfactory/specdir.h"
 #include "botfactory/store.h"
 #include "botfactory/tg_api.h"
 
@@ -50,10 +51,10 @@ struct daemon {
 	struct curl_uv *cu;
 	struct tg_api api;
 	struct bot_env env;
-	struct bot **bots;
-	size_t nbots;
-	size_t running; /* bots not yet stopped during shutdown */
-	uv_signal_t sigint, sigterm;
+	struct registry *reg;
+	struct specdir *specdir;
+	int closing;    /* parts still closing during shutdown */
+	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t watch, grace;
 	int64_t last_boot, last_mono;
 	int stopping;
@@ -76,7 +77,9 @@ static const char usage_text[] =
 	"  --version            the version\n"
 	"\n"
 	"A bot's token comes from its spec (token: ${ENV_VAR} or a literal).\n"
-	"SIGINT or SIGTERM stop the daemon cleanly.\n";
+	"Spec files are watched: adding, editing or removing one starts, changes\n"
+	"or stops its bot at once. SIGHUP rescans the directory. SIGINT or SIGTERM\n"
+	"stop the daemon cleanly.\n";
 
 static int64_t clock_ms(clockid_t id)
 {
@@ -198,102 +201,6 @@ static long raise_nofile(void)
 	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
-static int add_bot(struct daemon *d, struct bot *b)
-{
-	struct bot **v = realloc(d->bots, (d->nbots + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	d->bots = v;
-	d->bots[d->nbots++] = b;
-	return 0;
-}
-
-static int by_name(const struct dirent **a, const struct dirent **b)
-{
-	return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-static int only_specs(const struct dirent *e)
-{
-	return specfile_candidate(e->d_name);
-}
-
-/* Loads every spec of the directory. An invalid spec is logged and left
- * out; the others run. Returns 0, or -errno when the directory cannot be
- * read. */
-static int load_specs(struct daemon *d)
-{
-	struct dirent **names = NULL;
-	int n = scandir(d->opt.specs, &names, only_specs, by_name);
-	if (n < 0) {
-		int e = errno;
-		log_error("cannot read the specs directory %s: %s", d->opt.specs, strerror(e));
-		return -e;
-	}
-	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		char path[4096];
-		struct spec *s = NULL;
-		struct diags dg = {0};
-		snprintf(path, sizeof(path), "%s/%s", d->opt.specs, names[i]->d_name);
-		int lrc = specfile_load(path, &s, &dg);
-		diags_sort(&dg);
-		for (size_t k = 0; k < dg.n; k++) {
-			if (dg.v[k].line)
-				log_error("%s:%d:%d: %s", path, dg.v[k].line, dg.v[k].col, dg.v[k].msg);
-			else
-				log_error("%s: %s", path, dg.v[k].msg);
-		}
-		diags_free(&dg);
-		free(names[i]);
-		if (lrc == -ENOMEM) {
-			rc = lrc;
-			continue;
-		}
-		if (lrc) {
-			log_error("%s: not loaded: fix the errors above", path);
-			continue;
-		}
-		const char *token = s->token;
-		if (!token && s->token_env)
-			token = getenv(s->token_env);
-		if (token && !*token)
-			token = NULL;
-		struct bot *b = NULL;
-		if (bot_new(&d->env, s, token, &b) || add_bot(d, b)) {
-			if (b)
-				bot_free(b);
-			else
-				spec_free(s);
-			rc = -ENOMEM;
-		}
-	}
-	free(names);
-	return rc;
-}
-
-/* Two bots with one token would take turns getting 409 Conflict: the later
- * one (in file-name order) is refused. */
-static void refuse_duplicates(struct daemon *d)
-{
-	for (size_t i = 0; i < d->nbots; i++) {
-		const char *t = bot_token(d->bots[i]);
-		if (!t || bot_status(d->bots[i]) == BOT_REFUSED)
-			continue;
-		for (size_t j = i + 1; j < d->nbots; j++) {
-			const char *u = bot_token(d->bots[j]);
-			if (!u || strcmp(t, u) || bot_status(d->bots[j]) == BOT_REFUSED)
-				continue;
-			char why[256];
-			snprintf(why, sizeof(why), "bot %s already uses the same token",
-				 bot_id(d->bots[i]));
-			log_error("bot %s: not started: %s (two pollers of one token make Telegram answer 409 Conflict to both)",
-				  bot_id(d->bots[j]), why);
-			bot_refuse(d->bots[j], why);
-		}
-	}
-}
-
 static void on_watch(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
@@ -307,8 +214,7 @@ static void on_watch(uv_timer_t *t)
 	log_info("the machine %s for %.1f s: restarting every poll",
 		 slept >= JUMP_MS ? "was suspended" : "stalled",
 		 (double)(slept >= JUMP_MS ? slept : stalled) / 1000.0);
-	for (size_t i = 0; i < d->nbots; i++)
-		bot_repoll(d->bots[i]);
+	registry_repoll(d->reg);
 }
 
 static void close_handle_cb(uv_handle_t *h)
@@ -332,19 +238,14 @@ static void on_dbq_closed(void *arg)
 	log_info("stopped");
 }
 
-static void on_bot_stopped(struct bot *b, void *arg)
+/* The last steps of a shutdown, once no bot runs any more. */
+static void on_part_closed(void *arg)
 {
-	(void)b;
 	struct daemon *d = arg;
-	if (--d->running)
+	if (--d->closing)
 		return;
 	uv_timer_stop(&d->grace);
 	uv_close((uv_handle_t *)&d->grace, close_handle_cb);
-	for (size_t i = 0; i < d->nbots; i++)
-		bot_free(d->bots[i]);
-	free(d->bots);
-	d->bots = NULL;
-	d->nbots = 0;
 	dbq_stop(d->dbq, on_dbq_closed, d);
 	d->dbq = NULL;
 }
@@ -354,8 +255,7 @@ static void on_grace(uv_timer_t *t)
 	struct daemon *d = t->data;
 	log_warn("replies still in flight after %d s: they stay queued for the next start",
 		 SHUTDOWN_GRACE_MS / 1000);
-	for (size_t i = 0; i < d->nbots; i++)
-		bot_abort_sends(d->bots[i]);
+	registry_abort_sends(d->reg);
 }
 
 static void shutdown_daemon(struct daemon *d)
@@ -366,19 +266,34 @@ static void shutdown_daemon(struct daemon *d)
 	log_info("stopping");
 	uv_close((uv_handle_t *)&d->sigint, close_handle_cb);
 	uv_close((uv_handle_t *)&d->sigterm, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sighup, close_handle_cb);
 	uv_timer_stop(&d->watch);
 	uv_close((uv_handle_t *)&d->watch, close_handle_cb);
 	uv_timer_start(&d->grace, on_grace, SHUTDOWN_GRACE_MS, 0);
-	d->running = d->nbots + 1;
-	for (size_t i = 0; i < d->nbots; i++)
-		bot_stop(d->bots[i], on_bot_stopped, d);
-	on_bot_stopped(NULL, d); /* the +1 above: works with zero bots too */
+	d->closing = 2;
+	if (d->specdir)
+		specdir_stop(d->specdir, on_part_closed, d);
+	else
+		d->closing--;
+	registry_stop(d->reg, on_part_closed, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-	(void)signum;
-	shutdown_daemon(s->data);
+	struct daemon *d = s->data;
+	if (signum == SIGHUP) {
+		log_info("SIGHUP: rescanning %s", d->opt.specs);
+		specdir_rescan(d->specdir, true);
+		return;
+	}
+	shutdown_daemon(d);
+}
+
+static void on_first_scan(void *arg, unsigned nfiles)
+{
+	struct daemon *d = arg;
+	log_info("botfactoryd " BOTFACTORY_VERSION ": %u spec file%s in %s (watched), database %s",
+		 nfiles, nfiles == 1 ? "" : "s", d->opt.specs, d->opt.db);
 }
 
 int main(int argc, char **argv)
@@ -414,22 +329,23 @@ int main(int argc, char **argv)
 	d.env = (struct bot_env){d.loop, &d.api, d.dbq, d.opt.poll_timeout, 4,
 				 d.opt.request_timeout * 1000L};
 
-	if ((rc = load_specs(&d)) && rc != -ENOMEM) {
-		/* no specs directory: nothing to run, say so and stop */
+	if ((rc = registry_new(&d.env, &d.reg))) {
+		log_error("cannot start: %s", uv_strerror(rc));
+		return 1;
+	}
+	log_info("open-files limit %ld", nofile);
+	if ((rc = specdir_start(d.loop, d.opt.specs, d.reg, on_first_scan, &d, &d.specdir))) {
+		log_error("cannot read the specs directory %s: %s", d.opt.specs, strerror(-rc));
 		d.exit_code = 1;
 	}
-	refuse_duplicates(&d);
-	log_info("botfactoryd " BOTFACTORY_VERSION ": %zu bot%s from %s, database %s, open-files limit %ld",
-		 d.nbots, d.nbots == 1 ? "" : "s", d.opt.specs, d.opt.db, nofile);
-	for (size_t i = 0; i < d.nbots; i++)
-		if (bot_status(d.bots[i]) != BOT_REFUSED)
-			bot_start(d.bots[i]);
 
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sigterm);
-	d.sigint.data = d.sigterm.data = &d;
+	uv_signal_init(d.loop, &d.sighup);
+	d.sigint.data = d.sigterm.data = d.sighup.data = &d;
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sighup, on_signal, SIGHUP);
 	uv_timer_init(d.loop, &d.watch);
 	uv_timer_init(d.loop, &d.grace);
 	d.watch.data = d.grace.data = &d;

@@ -1386,6 +1386,7 @@ int spec_compile(const char *id, const char *data, size_t len,
 	c.s = calloc(1, sizeof(*c.s));
 	if (!c.s)
 		return -ENOMEM;
+	c.s->refs = 1;
 	if (!is_slug(id)) {
 		rc = diags_add(d, 0, 0,
 			       "bot id '%s' (the file name without extension) must be 1-%d characters of A-Z, a-z, 0-9, _ and -, not starting with -",
@@ -1505,6 +1506,18 @@ static void steps_free(struct step_list *l)
 		free(st->sets);
 	}
 	free(l->v);
+}
+
+struct spec *spec_ref(struct spec *s)
+{
+	s->refs++;
+	return s;
+}
+
+void spec_unref(struct spec *s)
+{
+	if (s && --s->refs == 0)
+		spec_free(s);
 }
 
 void spec_free(struct spec *s)

@@ -32,6 +32,7 @@ enum stmt_id {
 	S_OUTBOX_LOAD,
 	S_BOT_CMDS_GET,
 	S_BOT_CMDS_SET,
+	S_BOT_RECORD,
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
@@ -67,6 +68,11 @@ static const char *const sql[S_COUNT] = {
 	[S_BOT_CMDS_GET] = "SELECT commands FROM bots WHERE id=?1",
 	[S_BOT_CMDS_SET] = "INSERT INTO bots(id, commands) VALUES(?1, ?2) "
 			   "ON CONFLICT(id) DO UPDATE SET commands=excluded.commands",
+	[S_BOT_RECORD] = "INSERT INTO bots(id, source, content_hash, loaded_at, last_error) "
+			 "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET "
+			 "source=excluded.source, content_hash=excluded.content_hash, "
+			 "loaded_at=CASE WHEN excluded.last_error IS NULL THEN excluded.loaded_at "
+			 "ELSE bots.loaded_at END, last_error=excluded.last_error",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -516,4 +522,17 @@ int store_bot_commands_set(struct store *st, const char *bot, const char *json)
 	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
 	return exec_stmt(st, s, "write bot");
+}
+
+int store_bot_record(struct store *st, const char *bot, const char *source,
+		     const char *hash, int64_t loaded_at, const char *error)
+{
+	sqlite3_stmt *s = prep(st, S_BOT_RECORD);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, source, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, loaded_at);
+	if (error)
+		sqlite3_bind_text(s, 5, error, -1, SQLITE_STATIC);
+	return exec_stmt(st, s, "record bot");
 }

@@ -67,10 +67,25 @@ void bot_refuse(struct bot *b, const char *why);
  * change): the outstanding getUpdates is abandoned and sent again. */
 void bot_repoll(struct bot *b);
 
+/* Replaces the bot's spec (the bot takes ownership of spec) between two
+ * updates: a batch already handed to the database finishes with the spec
+ * it started with. Conversations keep their state where their flow and ask
+ * still exist (the engine checks). The command menu is published again if
+ * it changed. The token must be the same (a new token is a new bot).
+ * Returns 0 or -ENOMEM (the swap happened; only the menu was not sent). */
+int bot_swap_spec(struct bot *b, struct spec *spec);
+
+/* The spec the bot runs (borrowed). */
+const struct spec *bot_spec(const struct bot *b);
+
 /* Stops polling and sending; in-flight sends may finish within the
- * daemon's grace period. `stopped` runs once the bot holds no loop handle
- * and no database job; then bot_free may be called. */
-void bot_stop(struct bot *b, void (*stopped)(struct bot *b, void *arg), void *arg);
+ * daemon's grace period. With confirm, the last committed offset is also
+ * confirmed to Telegram (a getUpdates with timeout 0) before the bot lets
+ * go of its token: used when a spec's token changes. `stopped` runs once
+ * the bot holds no loop handle and no database job; then bot_free may be
+ * called. */
+void bot_stop(struct bot *b, bool confirm,
+	      void (*stopped)(struct bot *b, void *arg), void *arg);
 
 /* Sends still in flight (for the shutdown grace period). */
 unsigned bot_sending(const struct bot *b);

@@ -117,6 +117,7 @@ struct spec_messages {
 };
 
 struct spec {
+	unsigned refs;           /* see spec_ref(); 1 after spec_compile */
 	char *id;                /* bot id (file stem or API id) */
 	char *name;
 	char *description;
@@ -159,6 +160,13 @@ int spec_compile(const char *id, const char *data, size_t len,
 		 struct spec **out, struct diags *d);
 
 void spec_free(struct spec *s);
+
+/* Reference counting, for specs shared between a running bot and the jobs
+ * that still use the version it replaced. Only one thread may call these
+ * (the daemon's loop); other threads may read a spec they were handed.
+ * spec_ref returns s; spec_unref frees s when the last reference goes. */
+struct spec *spec_ref(struct spec *s);
+void spec_unref(struct spec *s);
 
 /* Finds a flow by id. Returns it (borrowed) or NULL. */
 const struct flow *spec_flow(const struct spec *s, const char *id);

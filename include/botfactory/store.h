@@ -94,5 +94,10 @@ void store_outbox_free(struct outbox_row *rows, size_t n);
  * (or NULL), -ENOMEM or -EIO. */
 int store_bot_commands_get(struct store *st, const char *bot, char **json);
 int store_bot_commands_set(struct store *st, const char *bot, const char *json);
+/* Records where a bot's spec came from and how its last load went: source
+ * file, content hash (hex), load time (unix ms; kept from before when the
+ * load failed), last error or NULL. Returns 0 or -EIO. */
+int store_bot_record(struct store *st, const char *bot, const char *source,
+		     const char *hash, int64_t loaded_at, const char *error);
 
 #endif

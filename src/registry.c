@@ -1,0 +1,401 @@
+/* registry: the running bots, keyed by id and by token (see registry.h).
+ * A bot that must go (its file was removed, its token changed) is stopped
+ * asynchronously; its entry remembers what should replace it once it has
+ * stopped. */
+#include "botfactory/registry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "botfactory/log.h"
+#include "botfactory/smap.h"
+
+struct entry {
+	struct registry *reg;
+	char *id;
+	char *source;
+	char hash[24];
+	struct bot *bot;       /* running (or disabled/refused), or NULL */
+	struct bot *stopping;  /* the previous bot, on its way out */
+	struct spec *next;     /* what starts once `stopping` has stopped */
+	bool removed;          /* the file is gone: free once stopped */
+};
+
+struct registry {
+	struct bot_env *env;
+	struct smap by_id;    /* id -> entry */
+	struct smap by_token; /* token -> entry whose bot polls it */
+	size_t refused;       /* bots waiting for their token */
+	size_t stopping;      /* bots on their way out */
+	void (*done)(void *arg);
+	void *done_arg;
+	bool closing;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int registry_new(struct bot_env *env, struct registry **out)
+{
+	struct registry *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->env = env;
+	*out = r;
+	return 0;
+}
+
+size_t registry_count(const struct registry *r)
+{
+	return r->by_id.n;
+}
+
+struct bot *registry_bot(const struct registry *r, const char *id)
+{
+	struct entry *e = smap_get(&r->by_id, id);
+	return e ? e->bot : NULL;
+}
+
+/* ---- the bots table ------------------------------------------------------- */
+
+struct record_job {
+	struct dbq_job job;
+	char *id, *source, *hash, *error;
+	int64_t at;
+};
+
+static void record_run(struct dbq_job *j, struct store *st)
+{
+	struct record_job *rj = (struct record_job *)j;
+	j->rc = store_bot_record(st, rj->id, rj->source, rj->hash, rj->at, rj->error);
+}
+
+static void record_done(struct dbq_job *j)
+{
+	struct record_job *rj = (struct record_job *)j;
+	free(rj->id);
+	free(rj->source);
+	free(rj->hash);
+	free(rj->error);
+	free(rj);
+}
+
+/* Records a load (or a failure) in the bots table; best effort: the
+ * table informs the admin API, the bots do not depend on it. */
+static void record(struct registry *r, const char *id, const char *source,
+		   const char *hash, const char *error)
+{
+	struct record_job *rj = calloc(1, sizeof(*rj));
+	if (!rj)
+		return;
+	rj->job.run = record_run;
+	rj->job.done = record_done;
+	rj->id = strdup(id);
+	rj->source = source ? strdup(source) : NULL;
+	rj->hash = hash ? strdup(hash) : NULL;
+	rj->error = error ? strdup(error) : NULL;
+	rj->at = wall_ms();
+	if (!rj->id || (source && !rj->source) || (hash && !rj->hash) ||
+	    (error && !rj->error)) {
+		record_done(&rj->job);
+		return;
+	}
+	dbq_submit(r->env->dbq, &rj->job);
+}
+
+/* ---- starting and stopping -------------------------------------------------- */
+
+static const char *resolve_token(const struct spec *s)
+{
+	const char *t = s->token;
+	if (!t && s->token_env)
+		t = getenv(s->token_env);
+	return t && *t ? t : NULL;
+}
+
+static void start_entry(struct entry *e, struct spec *spec);
+static void recheck_refused(struct registry *r);
+
+static void entry_free(struct entry *e)
+{
+	free(e->id);
+	free(e->source);
+	spec_unref(e->next);
+	free(e);
+}
+
+static void finish_close(struct registry *r)
+{
+	if (!r->closing || r->stopping)
+		return;
+	void (*done)(void *) = r->done;
+	void *arg = r->done_arg;
+	smap_free(&r->by_id);
+	smap_free(&r->by_token);
+	free(r);
+	if (done)
+		done(arg);
+}
+
+static void on_stopped(struct bot *b, void *arg)
+{
+	struct entry *e = arg;
+	struct registry *r = e->reg;
+	if (bot_status(b) == BOT_REFUSED)
+		r->refused--;
+	bot_free(b);
+	e->stopping = NULL;
+	r->stopping--;
+	if (r->closing) {
+		if (!e->bot)
+			entry_free(e);
+		finish_close(r);
+		return;
+	}
+	if (e->removed) {
+		smap_del(&r->by_id, e->id);
+		entry_free(e);
+	} else if (e->next) {
+		struct spec *s = e->next;
+		e->next = NULL;
+		start_entry(e, s);
+	}
+	recheck_refused(r);
+}
+
+/* Stops the entry's bot (confirming its offset when the token changes). */
+static void stop_bot(struct entry *e, bool confirm)
+{
+	struct registry *r = e->reg;
+	struct bot *b = e->bot;
+	if (!b)
+		return;
+	e->bot = NULL;
+	const char *t = bot_token(b);
+	if (t && smap_get(&r->by_token, t) == e)
+		smap_del(&r->by_token, t);
+	e->stopping = b;
+	r->stopping++;
+	bot_stop(b, confirm, on_stopped, e);
+}
+
+/* Creates and starts the bot of an entry with nothing running. */
+static void start_entry(struct entry *e, struct spec *spec)
+{
+	struct registry *r = e->reg;
+	const char *token = resolve_token(spec);
+	struct bot *b = NULL;
+	if (bot_new(r->env, spec, token, &b)) {
+		log_error("bot %s: out of memory starting the bot", e->id);
+		spec_unref(spec);
+		return;
+	}
+	e->bot = b;
+	struct entry *owner = token ? smap_get(&r->by_token, token) : NULL;
+	if (owner && owner != e) {
+		char why[200];
+		snprintf(why, sizeof(why), "bot %s already uses the same token", owner->id);
+		log_error("bot %s: not started: %s (two pollers of one token make Telegram answer 409 Conflict to both)",
+			  e->id, why);
+		bot_refuse(b, why);
+		r->refused++;
+		return;
+	}
+	if (token && smap_put(&r->by_token, token, e)) {
+		log_error("bot %s: out of memory", e->id);
+		return;
+	}
+	bot_start(b);
+}
+
+struct recheck {
+	struct registry *r;
+	struct entry **v;
+	size_t n;
+};
+
+static void collect_refused(const char *key, void *value, void *arg)
+{
+	(void)key;
+	struct recheck *rc = arg;
+	struct entry *e = value;
+	if (e->bot && bot_status(e->bot) == BOT_REFUSED && rc->n < rc->r->refused)
+		rc->v[rc->n++] = e;
+}
+
+/* Starts refused bots whose token has become free. */
+static void recheck_refused(struct registry *r)
+{
+	if (!r->refused || r->closing)
+		return;
+	struct recheck rc = {r, calloc(r->refused, sizeof(struct entry *)), 0};
+	if (!rc.v)
+		return;
+	smap_each(&r->by_id, collect_refused, &rc);
+	for (size_t i = 0; i < rc.n; i++) {
+		struct entry *e = rc.v[i];
+		const char *t = bot_token(e->bot);
+		if (!t || smap_get(&r->by_token, t))
+			continue;
+		/* restart it properly: a refused bot never started */
+		struct spec *s = spec_ref((struct spec *)bot_spec(e->bot));
+		struct bot *old = e->bot;
+		e->bot = NULL;
+		r->refused--;
+		bot_free(old);
+		log_info("bot %s: its token is free now: starting", e->id);
+		start_entry(e, s);
+	}
+	free(rc.v);
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+void registry_load(struct registry *r, const char *id, const char *source,
+		   const char *hash, struct spec *spec, const char *error)
+{
+	struct entry *e = smap_get(&r->by_id, id);
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->id = strdup(id)) || smap_put(&r->by_id, id, e)) {
+			if (e)
+				free(e->id);
+			free(e);
+			spec_unref(spec);
+			log_error("bot %s: out of memory", id);
+			return;
+		}
+		e->reg = r;
+	}
+	e->removed = false;
+	free(e->source);
+	e->source = source ? strdup(source) : NULL;
+	snprintf(e->hash, sizeof(e->hash), "%s", hash ? hash : "");
+	record(r, id, source, hash, error);
+	if (!spec) {
+		if (e->bot || e->stopping)
+			log_error("bot %s: %s: keeping the last good version running", id, error);
+		else
+			log_error("bot %s: %s: not started", id, error);
+		return;
+	}
+	if (e->stopping) { /* the old bot is on its way out: start this after */
+		spec_unref(e->next);
+		e->next = spec;
+		return;
+	}
+	if (!e->bot) {
+		start_entry(e, spec);
+		return;
+	}
+	const char *old = bot_token(e->bot), *now = resolve_token(spec);
+	bool refused = bot_status(e->bot) == BOT_REFUSED;
+	if (!refused && ((!old && !now) || (old && now && !strcmp(old, now)))) {
+		log_info("bot %s: spec reloaded from %s", id, source ? source : "?");
+		bot_swap_spec(e->bot, spec);
+		return;
+	}
+	/* a new token is a new bot: stop this one (confirming its offset),
+	 * then start the new one */
+	log_info("bot %s: its token changed: restarting the bot", id);
+	if (refused) {
+		r->refused--;
+		bot_free(e->bot);
+		e->bot = NULL;
+		start_entry(e, spec);
+		return;
+	}
+	e->next = spec;
+	stop_bot(e, true);
+}
+
+void registry_unload(struct registry *r, const char *id)
+{
+	struct entry *e = smap_get(&r->by_id, id);
+	if (!e || e->removed)
+		return;
+	log_info("bot %s: its spec file is gone: stopping the bot (its conversations are kept)", id);
+	record(r, id, e->source, e->hash, "spec file removed");
+	e->removed = true;
+	spec_unref(e->next);
+	e->next = NULL;
+	if (e->bot && bot_status(e->bot) == BOT_REFUSED) {
+		r->refused--;
+		bot_free(e->bot);
+		e->bot = NULL;
+	}
+	if (e->bot) {
+		stop_bot(e, false); /* the entry goes once its bot has stopped */
+	} else if (!e->stopping) {
+		smap_del(&r->by_id, e->id);
+		entry_free(e);
+	}
+	recheck_refused(r);
+}
+
+static void repoll_one(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	struct entry *e = value;
+	if (e->bot && !e->removed)
+		bot_repoll(e->bot);
+}
+
+void registry_repoll(struct registry *r)
+{
+	smap_each(&r->by_id, repoll_one, NULL);
+}
+
+static void abort_one(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	struct entry *e = value;
+	if (e->stopping)
+		bot_abort_sends(e->stopping);
+}
+
+void registry_abort_sends(struct registry *r)
+{
+	smap_each(&r->by_id, abort_one, NULL);
+}
+
+struct stop_all {
+	struct entry **v;
+	size_t n;
+};
+
+static void collect(const char *key, void *value, void *arg)
+{
+	(void)key;
+	struct stop_all *sa = arg;
+	sa->v[sa->n++] = value;
+}
+
+void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)
+{
+	r->closing = true;
+	r->done = done;
+	r->done_arg = arg;
+	struct stop_all sa = {calloc(r->by_id.n ? r->by_id.n : 1, sizeof(struct entry *)), 0};
+	if (sa.v)
+		smap_each(&r->by_id, collect, &sa);
+	for (size_t i = 0; i < sa.n; i++) {
+		struct entry *e = sa.v[i];
+		spec_unref(e->next);
+		e->next = NULL;
+		if (e->bot)
+			stop_bot(e, false);
+		else if (!e->stopping)
+			entry_free(e);
+	}
+	free(sa.v);
+	finish_close(r);
+}
