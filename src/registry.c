@@ -243,14 +243,16 @@ static void recheck_refused(struct registry *r)
 		const char *t = bot_token(e->bot);
 		if (!t || smap_get(&r->by_token, t))
 			continue;
-		/* restart it properly: a refused bot never started */
-		struct spec *s = spec_ref((struct spec *)bot_spec(e->bot));
-		struct bot *old = e->bot;
-		e->bot = NULL;
-		r->refused--;
-		bot_free(old);
+		/* a refused bot never started: stop its (idle) bot and start a
+		 * new one with the same spec; claim the token right away so
+		 * that no other refused bot takes it meanwhile */
 		log_info("bot %s: its token is free now: starting", e->id);
-		start_entry(e, s);
+		if (smap_put(&r->by_token, t, e))
+			continue;
+		spec_unref(e->next);
+		e->next = spec_ref((struct spec *)bot_spec(e->bot));
+		stop_bot(e, false);
+		smap_put(&r->by_token, t, e);
 	}
 	free(rc.v);
 }
@@ -304,15 +306,8 @@ void registry_load(struct registry *r, const char *id, const char *source,
 	/* a new token is a new bot: stop this one (confirming its offset),
 	 * then start the new one */
 	log_info("bot %s: its token changed: restarting the bot", id);
-	if (refused) {
-		r->refused--;
-		bot_free(e->bot);
-		e->bot = NULL;
-		start_entry(e, spec);
-		return;
-	}
 	e->next = spec;
-	stop_bot(e, true);
+	stop_bot(e, !refused);
 }
 
 void registry_unload(struct registry *r, const char *id)
@@ -325,11 +320,6 @@ void registry_unload(struct registry *r, const char *id)
 	e->removed = true;
 	spec_unref(e->next);
 	e->next = NULL;
-	if (e->bot && bot_status(e->bot) == BOT_REFUSED) {
-		r->refused--;
-		bot_free(e->bot);
-		e->bot = NULL;
-	}
 	if (e->bot) {
 		stop_bot(e, false); /* the entry goes once its bot has stopped */
 	} else if (!e->stopping) {

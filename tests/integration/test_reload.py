@@ -1,0 +1,202 @@
+"""Hot reload: the specs directory is watched; bots start, change and stop
+live, by diff, losing nothing."""
+
+import os
+import shutil
+import signal
+import sqlite3
+import unittest
+
+from harness import BotTest
+
+BOT = 701
+
+
+def hello(text, extra=""):
+    return """token: ${T}
+flows:
+  - entry_cmd: /start
+    description: Say hello
+    steps: [{reply: "%s"}]
+%s""" % (text, extra)
+
+
+ORDER = """
+  - entry_cmd: /order
+    steps:
+      - ask: "Name?"
+        save: name
+      - ask: "Qty?"
+        save: qty
+      - reply: "Order {{name}} x{{qty}}"
+"""
+
+
+class ReloadTest(BotTest):
+    def setUp(self):
+        super().setUp()
+        self.tok = self.token(BOT)
+
+    def start(self, specs):
+        d = self.daemon(specs, env={"T": self.tok})
+        return d
+
+    def write(self, d, name, text, atomic=True):
+        path = os.path.join(d.specs_dir, name)
+        if atomic:  # how editors save: a temp file renamed over the old one
+            tmp = os.path.join(d.specs_dir, ".%s.tmp" % name)
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.rename(tmp, path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+
+    def ask(self, text="/start", user=5):
+        before = self.fb.sent(BOT)["last_seq"]
+        self.fb.message(BOT, text, user_id=user)
+        calls = self.fb.wait_sent(BOT, 1, method="sendMessage", after=before)
+        return calls[0]["params"]["text"]
+
+    def db_row(self, d, bot):
+        db = sqlite3.connect(d.db)
+        try:
+            return db.execute("SELECT source, content_hash, last_error FROM bots WHERE id=?",
+                              (bot,)).fetchone()
+        finally:
+            db.close()
+
+    def test_add_change_break_fix_delete(self):
+        d = self.start({})
+        d.wait_log(r"0 spec files in .* \(watched\)")
+        # add: a new file starts a bot
+        self.write(d, "hi.yaml", hello("v1"))
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask(), "v1")
+        # change by atomic rename
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v2"))
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        self.assertEqual(self.ask(), "v2")
+        # change in place
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v3"), atomic=False)
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        self.assertEqual(self.ask(), "v3")
+        # break it: invalid YAML keeps v3 running, the error says where
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v4") + "  - [unclosed\n")
+        d.wait_log(r"hi\.yaml:\d+:\d+: YAML syntax error", start=mark)
+        d.wait_log(r"bot hi: .*keeping the last good version running", start=mark)
+        self.assertEqual(self.ask(), "v3")
+        # valid YAML, schema error: same
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v5").replace("steps:", "stepz:"))
+        d.wait_log(r"hi\.yaml:5:5: unknown key 'stepz' in a flow \(did you mean 'steps'\?\)",
+                   start=mark)
+        self.assertEqual(self.ask(), "v3")
+        # the bots table records it (written by the database thread: read
+        # it once the daemon has stopped and flushed)
+        self.assertEqual(d.stop(), 0)
+        self.assertRegex(self.db_row(d, "hi")[2],
+                         r"hi\.yaml:3:5: a flow needs 'steps' \(and 1 more error\)$")
+        d.restart()
+        d.wait_log(r"bot hi: .*: not started", start=mark)
+        # fix it
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v6"))
+        d.wait_log(r"bot hi: polling as", start=mark)
+        self.assertEqual(self.ask(), "v6")
+        # delete: the bot stops polling
+        mark = len(d.lines)
+        os.unlink(os.path.join(d.specs_dir, "hi.yaml"))
+        d.wait_log(r"bot hi: its spec file is gone", start=mark)
+        self.fb.wait_state(BOT, held_polls=0)  # its long poll was dropped
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(self.db_row(d, "hi")[2], "spec file removed")
+
+    def test_unchanged_content_does_nothing(self):
+        d = self.start({"hi.yaml": hello("same")})
+        self.wait_polling(BOT)
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("same"))  # new inode, same bytes
+        self.write(d, "notes.txt", "not a spec")
+        self.write(d, "hi.yaml~", "editor backup")
+        # a SIGHUP-forced rescan is the event that proves the others were seen
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(r"SIGHUP: rescanning", start=mark)
+        self.assertEqual(self.ask(), "same")
+        self.assertFalse(any("spec reloaded" in l for l in d.lines[mark:]))
+        self.assertEqual(d.stop(), 0)
+
+    def test_user_midway_keeps_answers_across_a_change(self):
+        d = self.start({"shop.yaml": hello("hi", ORDER)})
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask("/order", user=9), "Name?")
+        self.assertEqual(self.ask("Ann", user=9), "Qty?")
+        mark = len(d.lines)
+        self.write(d, "shop.yaml", hello("hello there", ORDER))  # unrelated change
+        d.wait_log(r"bot shop: spec reloaded", start=mark)
+        self.assertEqual(self.ask("3", user=9), "Order Ann x3")
+        self.assertEqual(self.ask(user=9), "hello there")
+        self.assertEqual(d.stop(), 0)
+
+    def test_burst_of_changes_ends_in_the_last_state(self):
+        d = self.start({"hi.yaml": hello("v0")})
+        self.wait_polling(BOT)
+        for i in range(1, 101):
+            self.write(d, "hi.yaml", hello("burst %d" % i))
+        # the last write wins: wait until the bot answers with it
+        for _ in range(50):
+            if self.ask() == "burst 100":
+                break
+            d.wait_log(r"bot hi: spec reloaded", start=len(d.lines) - 1)
+        self.assertEqual(self.ask(), "burst 100")
+        self.assertEqual(d.stop(), 0)
+
+    def test_directory_removed_and_recreated(self):
+        d = self.start({"hi.yaml": hello("before")})
+        self.wait_polling(BOT)
+        saved = os.path.join(d.dir, "saved")
+        mark = len(d.lines)
+        os.rename(d.specs_dir, saved)
+        d.wait_log(r"bot hi: its spec file is gone", start=mark)
+        os.mkdir(d.specs_dir)
+        shutil.copy(os.path.join(saved, "hi.yaml"), os.path.join(d.specs_dir, "hi.yaml"))
+        self.write(d, "hi.yaml", hello("after"))
+        d.wait_log(r"bot hi: polling as", start=mark)
+        self.assertEqual(self.ask(), "after")
+        # and the new directory is watched
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("watched"))
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        self.assertEqual(self.ask(), "watched")
+        self.assertEqual(d.stop(), 0)
+
+    def test_token_change_restarts_the_bot(self):
+        other = self.token(702)
+        d = self.daemon({"hi.yaml": hello("one")}, env={"T": self.tok, "T2": other})
+        self.wait_polling(BOT)
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("two").replace("${T}", "${T2}"))
+        d.wait_log(r"bot hi: its token changed: restarting the bot", start=mark)
+        self.wait_polling(702)
+        self.fb.message(702, "/start", user_id=5)
+        self.assertEqual(self.texts(702, 1), ["two"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_new_file_with_a_taken_token_waits_for_it(self):
+        d = self.start({"a.yaml": hello("A")})
+        self.wait_polling(BOT)
+        mark = len(d.lines)
+        self.write(d, "b.yaml", hello("B"))
+        d.wait_log(r"bot b: not started: bot a already uses the same token", start=mark)
+        os.unlink(os.path.join(d.specs_dir, "a.yaml"))
+        d.wait_log(r"bot b: its token is free now: starting", start=mark)
+        d.wait_log(r"bot b: polling as", start=mark)
+        self.assertEqual(self.ask(), "B")
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
