@@ -71,11 +71,18 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len > b->len)
+		return;
+	b->len = len;
+	if (b->data)
+		b->data[len] = '\0';
+}
+
 void buf_reset(struct buf *b)
 {
-	b->len = 0;
-	if (b->data)
-		b->data[0] = '\0';
+	buf_truncate(b, 0);
 }
 
 char *buf_take(struct buf *b)

@@ -1126,11 +1126,8 @@ int markup_escape(enum parse_mode mode, struct buf *out, const char *s,
 			goto out;
 	}
 out:
-	if (rc) {
-		out->len = orig;
-		if (out->data)
-			out->data[orig] = '\0';
-	}
+	if (rc)
+		buf_truncate(out, orig);
 	return rc;
 }
 

@@ -281,10 +281,7 @@ int template_render(const struct template *t, enum parse_mode mode,
 			goto out;
 	}
 out:
-	if (rc) {
-		out->len = orig;
-		if (out->data)
-			out->data[orig] = '\0';
-	}
+	if (rc)
+		buf_truncate(out, orig);
 	return rc;
 }

@@ -29,6 +29,9 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* Cuts the contents back to its first len bytes (len <= b->len), e.g. to
+ * undo a partial append after a failure. */
+void buf_truncate(struct buf *b, size_t len);
 /* Empties the buffer but keeps its memory. */
 void buf_reset(struct buf *b);
 /* Hands the NUL-terminated contents to the caller (who frees them) and
