@@ -79,6 +79,8 @@ struct chatq {
 	bool busy;      /* a send of this chat is in flight */
 	bool queued;    /* on the ready list */
 	int64_t paused_until; /* wall ms, 0 = not paused */
+	bool in_paused;       /* on the bot's list of paused chats */
+	struct chatq *next_paused;
 	int backoff_ms;
 	struct chatq *next_ready;
 	struct chatq *hnext; /* hash chain */
@@ -122,6 +124,7 @@ struct bot {
 	struct chatq *ready_head, *ready_tail;
 	struct out_item *prio_head, *prio_tail;
 	int64_t paused_until; /* the whole bot, wall ms */
+	struct chatq *paused; /* chats with a pause: only these are scanned */
 	int64_t throttled_until; /* chat messages held by the bot's throttle */
 	struct bucket bucket;    /* the bot's throttle */
 	int64_t last_429_at;
@@ -686,14 +689,30 @@ static void on_send_timer(uv_timer_t *t)
 		b->paused_until = 0;
 	if (b->throttled_until && b->throttled_until <= now)
 		b->throttled_until = 0;
-	for (size_t i = 0; i < b->nbuckets; i++)
-		for (struct chatq *q = b->table[i]; q; q = q->hnext)
-			if (q->paused_until && q->paused_until <= now) {
-				q->paused_until = 0;
-				make_ready(b, q);
-			}
+	for (struct chatq **p = &b->paused; *p;) {
+		struct chatq *q = *p;
+		if (q->paused_until > now) {
+			p = &q->next_paused;
+			continue;
+		}
+		*p = q->next_paused;
+		q->in_paused = false;
+		q->paused_until = 0;
+		make_ready(b, q);
+	}
 	pump(b);
 	arm_send_timer(b);
+}
+
+/* Holds a chat's queue until `until` (wall ms). */
+static void pause_chat(struct bot *b, struct chatq *q, int64_t until)
+{
+	q->paused_until = until;
+	if (!q->in_paused) {
+		q->in_paused = true;
+		q->next_paused = b->paused;
+		b->paused = q;
+	}
 }
 
 /* Arms the send timer for the earliest pause that ends. */
@@ -702,10 +721,9 @@ static void arm_send_timer(struct bot *b)
 	int64_t earliest = b->paused_until;
 	if (b->throttled_until && (!earliest || b->throttled_until < earliest))
 		earliest = b->throttled_until;
-	for (size_t i = 0; i < b->nbuckets; i++)
-		for (struct chatq *q = b->table[i]; q; q = q->hnext)
-			if (q->paused_until && (!earliest || q->paused_until < earliest))
-				earliest = q->paused_until;
+	for (struct chatq *q = b->paused; q; q = q->next_paused)
+		if (q->paused_until && (!earliest || q->paused_until < earliest))
+			earliest = q->paused_until;
 	if (!earliest || b->stopping) {
 		uv_timer_stop(&b->send_timer);
 		return;
@@ -778,7 +796,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		if (bot_wide && until > b->paused_until)
 			b->paused_until = until;
 		if (q)
-			q->paused_until = until;
+			pause_chat(b, q, until);
 		b->counters.retries++;
 		log_info("bot %s: Telegram asks to wait %d s before sending to %s %" PRId64,
 			 bot_id(b), res->retry_after, bot_wide ? "any chat; last was" : "chat",
@@ -820,7 +838,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		}
 		if (q) {
 			q->backoff_ms = next_backoff(q->backoff_ms);
-			q->paused_until = now + q->backoff_ms;
+			pause_chat(b, q, now + q->backoff_ms);
 		}
 		log_warn("bot %s: sending to chat %" PRId64 " failed (%s), retrying",
 			 bot_id(b), it->chat, res->description);
@@ -891,7 +909,7 @@ static bool throttle_ok(struct bot *b, struct chatq *q, int64_t now)
 	int64_t wb = bucket_wait(&b->bucket, &s->throttle_bot, now);
 	int64_t wc = bucket_wait(&q->bucket, per_chat, now);
 	if (wc) {
-		q->paused_until = now + wc;
+		pause_chat(b, q, now + wc);
 		return false;
 	}
 	if (wb) {
@@ -967,7 +985,7 @@ requeue:
 		/* could not start: try again shortly */
 		if (q) {
 			q->busy = false;
-			q->paused_until = now + BACKOFF_MIN_MS;
+			pause_chat(b, q, now + BACKOFF_MIN_MS);
 		} else {
 			it->next = b->prio_head;
 			b->prio_head = it;
