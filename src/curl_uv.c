@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "botfactory/log.h"
 
@@ -20,6 +22,8 @@ struct curl_uv {
 	uv_timer_t timer;
 	struct xfer *xfers; /* running transfers */
 	struct sock *socks; /* watched sockets */
+	struct sock **by_fd; /* the sock of each open curl socket, by fd */
+	size_t nfds;
 	unsigned running;
 	unsigned handles;   /* open loop handles (timer + polls) */
 	int closing;
@@ -28,10 +32,18 @@ struct curl_uv {
 };
 
 /* One per socket curl asks us to watch. */
+/* A socket lives as long as curl keeps it open (CURLOPT_CLOSESOCKETFUNCTION
+ * tells when it goes), not just while a transfer uses it: libcurl stops
+ * watching a kept-alive socket after every transfer and asks again for the
+ * next, and libuv 1.44 turns each restart of a poll into an epoll DEL + ADD.
+ * Keeping the poll and changing it only when the events change saves those
+ * system calls (about 10 us per request, doc/benchmarks.md). */
 struct sock {
 	uv_poll_t poll; /* first: the handle's address is the sock's */
 	struct curl_uv *cu;
 	curl_socket_t fd;
+	int events;     /* what the poll watches now */
+	int wanted;     /* what curl wants; 0 = idle in curl's cache */
 	struct sock *prev, *next;
 };
 
@@ -116,6 +128,14 @@ static void check_done(struct curl_uv *cu)
 static void on_poll(uv_poll_t *p, int status, int events)
 {
 	struct sock *s = (struct sock *)p;
+	if (!s->wanted) {
+		/* an idle kept-alive connection became readable: the server
+		 * closed it (or sent junk); curl finds out when it next uses
+		 * it. Stop watching, or this would fire again and again. */
+		uv_poll_stop(&s->poll);
+		s->events = 0;
+		return;
+	}
 	int flags = 0;
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
@@ -145,12 +165,11 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	(void)easy;
 	struct curl_uv *cu = userp;
 	struct sock *s = socketp;
+	if (!s && fd >= 0 && (size_t)fd < cu->nfds)
+		s = cu->by_fd[fd];
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			if (!cu->closing)
-				curl_multi_assign(cu->multi, fd, NULL);
-			sock_release(cu, s);
-		}
+		if (s)
+			s->wanted = 0; /* kept until curl closes the socket */
 		return 0;
 	}
 	if (!s) {
@@ -168,14 +187,31 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 			s->next->prev = s;
 		cu->socks = s;
 		cu->handles++;
-		curl_multi_assign(cu->multi, fd, s);
+		if (fd >= 0 && (size_t)fd < cu->nfds)
+			cu->by_fd[fd] = s;
 	}
 	int events = 0;
 	if (what & CURL_POLL_IN)
 		events |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
 		events |= UV_WRITABLE;
+	s->wanted = events;
+	if (s->events == events)
+		return 0;
+	s->events = events;
 	return uv_poll_start(&s->poll, events, on_poll) ? -1 : 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll goes before its socket. */
+static int on_close_socket(void *arg, curl_socket_t fd)
+{
+	struct curl_uv *cu = arg;
+	if (fd >= 0 && (size_t)fd < cu->nfds && cu->by_fd[fd]) {
+		struct sock *s = cu->by_fd[fd];
+		cu->by_fd[fd] = NULL;
+		sock_release(cu, s);
+	}
+	return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: only (re)arms the uv timer. */
@@ -196,8 +232,16 @@ int curl_uv_init(uv_loop_t *loop, long maxconnects, struct curl_uv **out)
 	if (!cu)
 		return -ENOMEM;
 	cu->loop = loop;
-	cu->multi = curl_multi_init();
+	/* sockets are file descriptors below the open-files limit */
+	struct rlimit rl;
+	cu->nfds = getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+				   rl.rlim_cur > (1u << 20)
+			   ? (1u << 20)
+			   : (size_t)rl.rlim_cur;
+	cu->by_fd = calloc(cu->nfds, sizeof(*cu->by_fd));
+	cu->multi = cu->by_fd ? curl_multi_init() : NULL;
 	if (!cu->multi) {
+		free(cu->by_fd);
 		free(cu);
 		return -ENOMEM;
 	}
@@ -224,6 +268,8 @@ int curl_uv_add(struct curl_uv *cu, CURL *easy, curl_uv_done_cb done, void *arg)
 	x->done = done;
 	x->arg = arg;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, cu);
 	if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
 		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 		free(x);
@@ -257,8 +303,11 @@ void curl_uv_close(struct curl_uv *cu, void (*closed)(void *arg), void *arg)
 	cu->closed_arg = arg;
 	curl_multi_cleanup(cu->multi); /* may ask to stop watching sockets */
 	cu->multi = NULL;
-	while (cu->socks) /* those it did not ask about */
+	while (cu->socks) /* those it did not close */
 		sock_release(cu, cu->socks);
+	free(cu->by_fd);
+	cu->by_fd = NULL;
+	cu->nfds = 0;
 	uv_timer_stop(&cu->timer);
 	uv_close((uv_handle_t *)&cu->timer, timer_closed);
 }
