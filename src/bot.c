@@ -22,6 +22,9 @@
 #define BACKOFF_MAX_MS 60000
 #define WEBHOOK_RETRY_MS 60000
 #define DUE_BATCH 100
+/* How long acknowledged outbox rows may wait for a batch of updates to
+ * carry their deletion, before a transaction of their own deletes them. */
+#define ACK_DELAY_MS 100
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -133,6 +136,7 @@ struct bot {
 	int64_t *acks;    /* outbox ids to delete */
 	size_t nacks, capacks;
 	bool ack_job;     /* a delete job is in flight */
+	uv_timer_t ack_timer; /* deletes them when no batch comes to carry them */
 
 	/* deadlines */
 	uv_timer_t deadline_timer;
@@ -273,11 +277,15 @@ static int handle_event_inner(struct store *st, const struct spec *spec,
 	int rc = store_convo_get(st, spec->id, ev->chat_id, ev->user_id, &cur);
 	if (rc == -EIO)
 		return rc;
+	/* a conversation that was and stays idle without variables (a plain
+	 * /start) has no row: nothing to write */
+	bool was_empty = !cur.flow && !cur.nvars && !cur.deadline_ms;
 	rc = engine_step(spec, ctx, &cur, ev, &next, &acts);
 	convo_clear(&cur);
 	if (rc)
 		return rc;
-	rc = store_convo_put(st, spec->id, ev->chat_id, ev->user_id, &next);
+	if (!(was_empty && !next.flow && !next.nvars && !next.deadline_ms))
+		rc = store_convo_put(st, spec->id, ev->chat_id, ev->user_id, &next);
 	convo_clear(&next);
 	for (size_t i = 0; i < acts.n && !rc; i++) {
 		const char *method;
@@ -375,6 +383,8 @@ struct batch_job {
 	uint64_t token_fp;
 	cJSON *root;   /* the whole reply; result = the updates */
 	cJSON *updates;
+	int64_t *acks;   /* sent outbox rows to delete in the same transaction */
+	size_t nacks;
 	int64_t offset;  /* out: the next offset */
 	int64_t next_deadline;
 	size_t handled, failed;
@@ -389,6 +399,11 @@ static void batch_run(struct dbq_job *j, struct store *st)
 	int64_t now = wall_ms();
 	rows_free(&bj->rows);
 	bj->handled = bj->failed = 0;
+	for (size_t i = 0; i < bj->nacks; i++)
+		if (store_outbox_delete(st, bj->acks[i])) {
+			j->rc = -EIO;
+			return;
+		}
 	cJSON_ArrayForEach(u, bj->updates)
 	{
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(u, "update_id");
@@ -681,6 +696,36 @@ static void flush_acks(struct bot *b)
 
 static void arm_send_timer(struct bot *b);
 
+static void on_ack_timer(uv_timer_t *t)
+{
+	flush_acks(t->data);
+}
+
+/* Hands the acknowledged rows to a batch, whose transaction deletes them
+ * (no transaction of their own while updates keep coming). */
+static void acks_to_batch(struct bot *b, struct batch_job *bj)
+{
+	if (!b->nacks)
+		return;
+	bj->acks = b->acks;
+	bj->nacks = b->nacks;
+	b->acks = NULL;
+	b->nacks = b->capacks = 0;
+	uv_timer_stop(&b->ack_timer);
+}
+
+/* A failed batch gives its rows back. */
+static void acks_back(struct bot *b, struct batch_job *bj)
+{
+	for (size_t i = 0; i < bj->nacks; i++)
+		ack(b, bj->acks[i]);
+	free(bj->acks);
+	bj->acks = NULL;
+	bj->nacks = 0;
+	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
+		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+}
+
 static void on_send_timer(uv_timer_t *t)
 {
 	struct bot *b = t->data;
@@ -861,7 +906,8 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 	}
 	if (q)
 		make_ready(b, q);
-	flush_acks(b);
+	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
+		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
 	arm_send_timer(b);
 	if (b->stopping)
 		maybe_stopped(b);
@@ -1208,6 +1254,7 @@ static void batch_done(struct dbq_job *j)
 		 * handled again (the offset was not confirmed) */
 		b->backoff_ms = next_backoff(b->backoff_ms);
 		set_error(b, BOT_BACKOFF, "database error while handling updates");
+		acks_back(b, bj);
 		bj->job.rc = 0;
 		b->retry_batch = bj; /* handed to the database again after the backoff */
 		retry_in(b, b->backoff_ms);
@@ -1225,6 +1272,9 @@ static void batch_done(struct dbq_job *j)
 			arm_deadline(b, bj->next_deadline);
 		}
 	}
+	if (j->rc)
+		acks_back(b, bj);
+	free(bj->acks);
 	rows_free(&bj->rows);
 	cJSON_Delete(bj->root);
 	spec_unref(bj->spec);
@@ -1269,6 +1319,7 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 	bj->root = res->root; /* the batch owns the parsed reply now */
 	bj->updates = (cJSON *)res->result;
 	res->root = NULL;
+	acks_to_batch(b, bj);
 	submit_batch(b, bj);
 }
 
@@ -1372,6 +1423,11 @@ static void load_done(struct dbq_job *j)
 	pump(b);
 	arm_deadline(b, lj->next_deadline);
 	char *cmds = commands_json(b->spec);
+	/* never published and nothing to publish: leave Telegram's menu be */
+	if (cmds && !lj->commands && !strcmp(cmds, "{\"commands\":[]}")) {
+		free(cmds);
+		cmds = NULL;
+	}
 	if (cmds && (!lj->commands || strcmp(cmds, lj->commands)) &&
 	    !tg_req_call(&b->poll, b->token, "setMyCommands", cmds, strlen(cmds),
 			 b->env->request_timeout_ms, commands_set, b)) {
@@ -1552,8 +1608,9 @@ int bot_new(struct bot_env *env, struct spec *spec, const char *token,
 	uv_timer_init(env->loop, &b->timer);
 	uv_timer_init(env->loop, &b->send_timer);
 	uv_timer_init(env->loop, &b->deadline_timer);
-	b->timer.data = b->send_timer.data = b->deadline_timer.data = b;
-	b->handles = 3;
+	uv_timer_init(env->loop, &b->ack_timer);
+	b->timer.data = b->send_timer.data = b->deadline_timer.data = b->ack_timer.data = b;
+	b->handles = 4;
 	*out = b;
 	return 0;
 }
@@ -1638,7 +1695,8 @@ static void maybe_stopped(struct bot *b)
 			}
 		}
 	}
-	if (b->handles == 3) {
+	if (b->handles == 4) {
+		uv_close((uv_handle_t *)&b->ack_timer, timer_closed);
 		uv_close((uv_handle_t *)&b->timer, timer_closed);
 		uv_close((uv_handle_t *)&b->send_timer, timer_closed);
 		uv_close((uv_handle_t *)&b->deadline_timer, timer_closed);
@@ -1672,7 +1730,9 @@ void bot_stop(struct bot *b, bool confirm,
 	uv_timer_stop(&b->timer);
 	uv_timer_stop(&b->send_timer);
 	uv_timer_stop(&b->deadline_timer);
+	uv_timer_stop(&b->ack_timer);
 	if (b->retry_batch) {
+		acks_back(b, b->retry_batch);
 		rows_free(&b->retry_batch->rows);
 		cJSON_Delete(b->retry_batch->root);
 		spec_unref(b->retry_batch->spec);
