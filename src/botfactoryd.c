@@ -48,7 +48,7 @@ struct daemon {
 	uv_loop_t *loop;
 	struct store *store;
 	struct dbq *dbq;
-	struct curl_uv *cu;
+	struct curl_uv *cus[TG_API_MULTIS];
 	struct tg_api api;
 	struct bot_env env;
 	struct registry *reg;
@@ -209,7 +209,12 @@ static void on_watch(uv_timer_t *t)
 	int64_t stalled = (mono - d->last_mono) - WATCH_INTERVAL_MS;
 	d->last_boot = boot;
 	d->last_mono = mono;
-	if (slept < JUMP_MS && stalled < JUMP_MS)
+	/* a stall only matters when it outlasts the polls' margin (then a
+	 * poll may have passed its deadline unseen); shorter ones, like a busy
+	 * start-up with thousands of bots, must not restart every poll */
+	int64_t margin = d->opt.poll_timeout / 2 * 1000;
+	margin = margin < 2000 ? 2000 : margin > 15000 ? 15000 : margin;
+	if (slept < JUMP_MS && stalled < (margin > JUMP_MS ? margin : JUMP_MS))
 		return;
 	log_info("the machine %s for %.1f s: restarting every poll",
 		 slept >= JUMP_MS ? "was suspended" : "stalled",
@@ -233,8 +238,9 @@ static void on_dbq_closed(void *arg)
 	store_close(d->store);
 	d->store = NULL;
 	tg_api_free(&d->api);
-	curl_uv_close(d->cu, on_curl_closed, d);
-	d->cu = NULL;
+	for (int i = 0; i < TG_API_MULTIS; i++)
+		if (d->cus[i])
+			curl_uv_close(d->cus[i], on_curl_closed, d);
 	log_info("stopped");
 }
 
@@ -320,9 +326,14 @@ int main(int argc, char **argv)
 	/* one poll connection per bot plus room for sends; the rest of the
 	 * descriptors stay for the database, the specs and the admin API */
 	long maxconn = nofile > 128 ? nofile - 64 : 64;
-	if ((rc = dbq_start(d.loop, d.store, &d.dbq)) ||
-	    (rc = curl_uv_init(d.loop, maxconn, &d.cu)) ||
-	    (rc = tg_api_init(&d.api, d.cu, d.opt.api, d.opt.ca_file))) {
+	if ((rc = dbq_start(d.loop, d.store, &d.dbq))) {
+		log_error("cannot start: %s", uv_strerror(rc));
+		return 1;
+	}
+	for (int i = 0; i < TG_API_MULTIS && !rc; i++)
+		rc = curl_uv_init(d.loop, maxconn / TG_API_MULTIS > 16 ? maxconn / TG_API_MULTIS : 16,
+				  &d.cus[i]);
+	if (rc || (rc = tg_api_init(&d.api, d.cus, TG_API_MULTIS, d.opt.api, d.opt.ca_file))) {
 		log_error("cannot start: %s", uv_strerror(rc));
 		return 1;
 	}

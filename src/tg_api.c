@@ -40,11 +40,12 @@ static char *env_proxy(void)
 	return strdup("");
 }
 
-int tg_api_init(struct tg_api *api, struct curl_uv *cu, const char *base,
-		const char *ca_file)
+int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned ncus,
+		const char *base, const char *ca_file)
 {
 	memset(api, 0, sizeof(*api));
-	api->cu = cu;
+	for (unsigned i = 0; i < ncus && i < TG_API_MULTIS; i++)
+		api->cus[api->ncu++] = cus[i];
 	size_t n = strlen(base);
 	while (n && base[n - 1] == '/')
 		n--;
@@ -81,6 +82,7 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 {
 	memset(r, 0, sizeof(*r));
 	r->api = api;
+	r->cu = api->cus[api->next++ % api->ncu];
 	r->easy = curl_easy_init();
 	if (!r->easy)
 		return -ENOMEM;
@@ -111,7 +113,7 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 void tg_req_cancel(struct tg_req *r)
 {
 	if (r->busy) {
-		curl_uv_cancel(r->api->cu, r->easy);
+		curl_uv_cancel(r->cu, r->easy);
 		r->busy = false;
 	}
 }
@@ -216,7 +218,7 @@ int tg_req_call(struct tg_req *r, const char *token, const char *method,
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 	r->cb = cb;
 	r->arg = arg;
-	int rc = curl_uv_add(r->api->cu, r->easy, on_done, r);
+	int rc = curl_uv_add(r->cu, r->easy, on_done, r);
 	if (!rc)
 		r->busy = true;
 	return rc;

@@ -15,19 +15,26 @@
 #include "botfactory/buf.h"
 #include "botfactory/curl_uv.h"
 
+/* Requests are spread over several curl multi handles: libcurl 7.88 looks
+ * through every connection to the host when a request starts, so one multi
+ * holding 10,000 long polls makes each start slow (doc/benchmarks.md). */
+#define TG_API_MULTIS 16
+
 struct tg_api {
-	struct curl_uv *cu;
+	struct curl_uv *cus[TG_API_MULTIS];
+	unsigned ncu, next;
 	char *base;    /* e.g. "https://api.telegram.org", no trailing '/' */
 	char *ca_file; /* or NULL: the system's CAs */
 	char *proxy;   /* read once from the environment; "" = none */
 	struct curl_slist *headers;
 };
 
-/* Sets up the shared settings. Reads the proxy environment (https_proxy,
- * HTTPS_PROXY, all_proxy...) once here, so that libcurl does not look it up
- * on every request. Returns 0 or -ENOMEM. */
-int tg_api_init(struct tg_api *api, struct curl_uv *cu, const char *base,
-		const char *ca_file);
+/* Sets up the shared settings over n (1..TG_API_MULTIS) multi handles
+ * (borrowed; each request object sticks to one, chosen in turn). Reads the
+ * proxy environment (https_proxy, HTTPS_PROXY, all_proxy...) once here, so
+ * that libcurl does not look it up on every request. Returns 0 or -ENOMEM. */
+int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned n,
+		const char *base, const char *ca_file);
 void tg_api_free(struct tg_api *api);
 
 enum tg_status {
@@ -62,6 +69,7 @@ typedef void (*tg_done_cb)(struct tg_req *r, struct tg_result *res, void *arg);
 
 struct tg_req {
 	struct tg_api *api;
+	struct curl_uv *cu; /* the multi handle this request uses */
 	CURL *easy;
 	struct buf url, body, resp;
 	char errbuf[CURL_ERROR_SIZE];
