@@ -14,7 +14,11 @@ void convo_leave_flow(struct convo *c)
 	free(c->flow);
 	free(c->ask);
 	free(c->args);
+	free(c->first_name);
+	free(c->last_name);
+	free(c->username);
 	c->flow = c->ask = c->args = NULL;
+	c->first_name = c->last_name = c->username = NULL;
 	c->step = 0;
 	c->deadline_ms = 0;
 }
@@ -83,7 +87,10 @@ int convo_copy(struct convo *dst, const struct convo *src)
 	*dst = (struct convo)CONVO_INIT;
 	if (convo_set_str(&dst->flow, src->flow) ||
 	    convo_set_str(&dst->ask, src->ask) ||
-	    convo_set_str(&dst->args, src->args))
+	    convo_set_str(&dst->args, src->args) ||
+	    convo_set_str(&dst->first_name, src->first_name) ||
+	    convo_set_str(&dst->last_name, src->last_name) ||
+	    convo_set_str(&dst->username, src->username))
 		goto nomem;
 	dst->step = src->step;
 	dst->deadline_ms = src->deadline_ms;
@@ -116,6 +123,13 @@ char *convo_to_json(const struct convo *c)
 	if (c->deadline_ms &&
 	    !cJSON_AddNumberToObject(o, "deadline", (double)c->deadline_ms))
 		goto out;
+	if (c->first_name || c->last_name || c->username) {
+		cJSON *u = cJSON_AddObjectToObject(o, "user");
+		if (!u || add_str(u, "first_name", c->first_name) ||
+		    add_str(u, "last_name", c->last_name) ||
+		    add_str(u, "username", c->username))
+			goto out;
+	}
 	cJSON *vars = cJSON_AddObjectToObject(o, "vars");
 	if (!vars)
 		goto out;
@@ -159,15 +173,21 @@ int convo_from_json(struct convo *dst, const char *json, size_t len)
 	const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
 	const cJSON *deadline = cJSON_GetObjectItemCaseSensitive(o, "deadline");
 	const cJSON *vars = cJSON_GetObjectItemCaseSensitive(o, "vars");
+	const cJSON *user = cJSON_GetObjectItemCaseSensitive(o, "user");
+	const char *first = get_str(user, "first_name", &bad);
+	const char *last = get_str(user, "last_name", &bad);
+	const char *uname = get_str(user, "username", &bad);
 	if (bad || (step && (!cJSON_IsNumber(step) || step->valuedouble < 0 ||
 			     step->valuedouble > 1e6)) ||
 	    (deadline && (!cJSON_IsNumber(deadline) || deadline->valuedouble < 0 ||
 			  deadline->valuedouble > 9e15)) ||
-	    (vars && !cJSON_IsObject(vars)) || (flow && !ask))
+	    (vars && !cJSON_IsObject(vars)) || (user && !cJSON_IsObject(user)) ||
+	    (flow && !ask))
 		goto out;
 	rc = -ENOMEM;
 	if (convo_set_str(&dst->flow, flow) || convo_set_str(&dst->ask, ask) ||
-	    convo_set_str(&dst->args, args))
+	    convo_set_str(&dst->args, args) || convo_set_str(&dst->first_name, first) ||
+	    convo_set_str(&dst->last_name, last) || convo_set_str(&dst->username, uname))
 		goto out;
 	dst->step = step ? (size_t)step->valuedouble : 0;
 	dst->deadline_ms = deadline ? (int64_t)deadline->valuedouble : 0;

@@ -30,6 +30,8 @@ struct run {
 	int budget;
 	int rc;
 	char num[4][24];
+	/* TIMEOUT: the names stored with the conversation (owned) */
+	char *first_name, *last_name, *username;
 };
 
 /* ---- actions ---------------------------------------------------------- */
@@ -94,11 +96,11 @@ static const char *lookup(void *p, const char *name)
 			return r->num[0];
 		}
 		if (!strcmp(name, "first_name"))
-			return ev->first_name;
+			return ev->first_name ? ev->first_name : r->first_name;
 		if (!strcmp(name, "last_name"))
-			return ev->last_name;
+			return ev->last_name ? ev->last_name : r->last_name;
 		if (!strcmp(name, "username"))
-			return ev->username;
+			return ev->username ? ev->username : r->username;
 		return NULL;
 	}
 	if (!strncmp(name, "chat.", 5)) {
@@ -306,6 +308,13 @@ static void run_steps(struct run *r, const struct flow *f,
 			}
 			r->st->step = i;
 			r->st->deadline_ms = st->timeout_ms ? r->ev->now_ms + st->timeout_ms : 0;
+			if (st->timeout_ms &&
+			    (convo_set_str(&r->st->first_name, lookup(r, "user.first_name")) ||
+			     convo_set_str(&r->st->last_name, lookup(r, "user.last_name")) ||
+			     convo_set_str(&r->st->username, lookup(r, "user.username")))) {
+				r->rc = -ENOMEM;
+				return;
+			}
 			prompt(r, st, st->text);
 			return;
 		}
@@ -761,6 +770,11 @@ static void on_timeout(struct run *r)
 	const struct step *ask = current_ask(r, &f);
 	if (!ask || !r->st->deadline_ms || r->ev->now_ms < r->st->deadline_ms)
 		return; /* answered meanwhile, or not yet due */
+	/* the user is not here: on_timeout speaks with the stored names */
+	r->first_name = r->st->first_name;
+	r->last_name = r->st->last_name;
+	r->username = r->st->username;
+	r->st->first_name = r->st->last_name = r->st->username = NULL;
 	convo_leave_flow(r->st);
 	if (ask->on_timeout.n)
 		run_steps(r, NULL, &ask->on_timeout, 0);
@@ -805,6 +819,9 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 		}
 	}
 	actions_free(&r.acts);
+	free(r.first_name);
+	free(r.last_name);
+	free(r.username);
 	if (r.rc) {
 		convo_clear(&st);
 		*out = (struct convo)CONVO_INIT;

@@ -20,11 +20,14 @@ struct convo {
 	char *ask;           /* the ask's key (spec.h: struct step.key) */
 	char *args;          /* {{args}} of the running flow, or NULL */
 	int64_t deadline_ms; /* when the ask times out (unix ms), 0 = never */
+	/* the user's names while a deadline is pending: the timeout event has
+	 * none of its own, and on_timeout steps may say {{user.first_name}} */
+	char *first_name, *last_name, *username;
 	struct convo_var *vars;
 	size_t nvars;
 };
 
-#define CONVO_INIT {NULL, 0, NULL, NULL, 0, NULL, 0}
+#define CONVO_INIT {NULL, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0}
 
 /* Frees everything the convo owns and leaves it idle and empty. */
 void convo_clear(struct convo *c);

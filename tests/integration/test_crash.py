@@ -34,7 +34,7 @@ flows:
       - ask: "Quick?"
         save: x
         timeout: 2s
-        on_timeout: [{reply: "Too late"}]
+        on_timeout: [{reply: "Too late, {{user.first_name}}"}]
 """
 
 BOT = 501
@@ -94,22 +94,22 @@ class CrashTest(BotTest):
         tok = self.token(502)
         d = self.daemon({"timer.yaml": self.spec(TIMER, "T")}, env={"T": tok})
         self.wait_polling(502)
-        self.fb.message(502, "/t", user_id=8)
+        self.fb.message(502, "/t", user_id=8, first_name="Uma")
         self.assertEqual(self.texts(502, 1), ["Quick?"])
         self.assertEqual(d.stop(), 0)
         # the daemon is down while the deadline passes (time must pass here)
         time.sleep(2.5)
         d.restart()
-        self.assertEqual(self.texts(502, 2, timeout=10)[1], "Too late")
+        self.assertEqual(self.texts(502, 2, timeout=10)[1], "Too late, Uma")
         self.assertEqual(d.stop(), 0)
 
     def test_deadline_fires_on_time(self):
         tok = self.token(503)
         d = self.daemon({"timer.yaml": self.spec(TIMER, "T")}, env={"T": tok})
         self.wait_polling(503)
-        self.fb.message(503, "/t", user_id=8)
+        self.fb.message(503, "/t", user_id=8, first_name="Uma")
         calls = self.fb.wait_sent(503, 2, method="sendMessage", timeout=10)
-        self.assertEqual(calls[1]["params"]["text"], "Too late")
+        self.assertEqual(calls[1]["params"]["text"], "Too late, Uma")
         waited = calls[1]["at_ms"] - calls[0]["at_ms"]
         self.assertGreaterEqual(waited, 1900)
         self.assertEqual(d.stop(), 0)

@@ -38,6 +38,7 @@ static void test_json_round_trip(void **state)
 	assert_int_equal(convo_set_str(&c.args, "a \"quoted\" arg"), 0);
 	c.step = 2;
 	c.deadline_ms = 1767225600123LL;
+	assert_int_equal(convo_set_str(&c.first_name, "Zoë"), 0);
 	assert_int_equal(convo_set(&c, "name", "Zoë \xf0\x9f\x91\x8b"), 0);
 	char *j = convo_to_json(&c);
 	assert_non_null(j);
@@ -47,6 +48,8 @@ static void test_json_round_trip(void **state)
 	assert_string_equal(d.args, "a \"quoted\" arg");
 	assert_int_equal(d.step, 2);
 	assert_int_equal(d.deadline_ms, 1767225600123LL);
+	assert_string_equal(d.first_name, "Zoë");
+	assert_null(d.username);
 	assert_string_equal(convo_get(&d, "name"), "Zoë \xf0\x9f\x91\x8b");
 	char *j2 = convo_to_json(&d);
 	assert_string_equal(j, j2);

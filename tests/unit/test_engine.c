@@ -358,7 +358,8 @@ static void test_step_is_pure(void **state)
 	(void)state;
 	struct spec *s = compile("flows:\n"
 				 "  - entry_cmd: /o\n"
-				 "    steps: [{ask: Name?, save: name, timeout: 1m, on_timeout: [{reply: late}]}]\n");
+				 "    steps: [{ask: Name?, save: name, timeout: 1m,\n"
+				 "             on_timeout: [{reply: 'late, {{user.first_name}}'}]}]\n");
 	struct convo in = CONVO_INIT, out, out2;
 	struct actions a = {0}, b = {0};
 	struct event ev = msg("/o");
@@ -373,8 +374,11 @@ static void test_step_is_pure(void **state)
 	assert_int_equal(a.n, b.n);
 	assert_string_equal(a.v[0].text, b.v[0].text);
 	/* a timeout event before the deadline does nothing */
+	/* the state keeps the user's names for the timeout event, which has none */
+	assert_string_equal(out.first_name, "Ann");
 	struct event early = msg(NULL);
 	early.kind = EVENT_TIMEOUT;
+	early.first_name = NULL;
 	early.now_ms = NOW + 59999;
 	struct convo out3;
 	struct actions c = {0};
@@ -385,8 +389,9 @@ static void test_step_is_pure(void **state)
 	struct convo out4;
 	assert_int_equal(engine_step(s, &ctx, &out3, &early, &out4, &c), 0);
 	assert_int_equal(c.n, 1);
-	assert_string_equal(c.v[0].text, "late");
+	assert_string_equal(c.v[0].text, "late, Ann");
 	assert_null(out4.flow);
+	assert_null(out4.first_name);
 	free(j1);
 	free(j2);
 	actions_free(&a);
