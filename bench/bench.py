@@ -780,11 +780,27 @@ def fleet_ids(n, base=100001):
     return list(range(base, base + n))
 
 
+def daemon_multis(default=16):
+    """TG_API_MULTIS of include/botfactory/tg_api.h: the multi handles the
+    daemon spreads its requests over."""
+    try:
+        with open(os.path.join(ROOT, "include", "botfactory", "tg_api.h")) as f:
+            m = re.search(r"#define\s+TG_API_MULTIS\s+(\d+)", f.read())
+        return int(m.group(1)) if m else default
+    except OSError:
+        return default
+
+
+# multi handles of the sharded floor: the daemon's count (--floor-multis K),
+# or 0 for one per 250 bots (the prototype of feaa532's measurements)
+FLOOR_MULTIS = daemon_multis()
 BOTS_PER_MULTI = 250
 
 
 def shards(n):
-    """Multi handles for the sharded floor: one per 250 bots."""
+    """Multi handles for the sharded floor."""
+    if FLOOR_MULTIS > 0:
+        return FLOOR_MULTIS
     return max(1, (n + BOTS_PER_MULTI - 1) // BOTS_PER_MULTI)
 
 
@@ -822,8 +838,9 @@ def fleet_measure(fb, kind, n, name, level="warn", fresh_db=True, ca=None, extra
 def phase_fleet(reps, sizes=(1000, 10000), tls_dir=None, label="HTTP", tls_reps=None):
     summary("\n## Fleet over %s: RSS per idle polling bot and start-up time\n" % label)
     summary("botfactoryd runs with `--log-level warn`; `cold` = a new database "
-            "(getMe, setMyCommands, getUpdates per bot), `warm` = a restart on that database "
-            "(getMe, getUpdates). RSS is read once fakebot holds every poll and the process is quiet.\n")
+            "(getMe, getUpdates per bot; the bench spec has no command menu, so no setMyCommands), "
+            "`warm` = a restart on that database (getMe, getUpdates). RSS is read once fakebot "
+            "holds every poll and the process is quiet.\n")
     ca = tls_dir + "/ca.pem" if tls_dir else None
     res = {}
     with start_fakebot(tls=tls_dir) as fb:
@@ -1119,7 +1136,7 @@ PHASES = ["headline", "chats", "syscalls", "profile", "fleet", "tls", "idle", "d
 
 
 def main():
-    global OUT, WORK
+    global OUT, WORK, FLOOR_MULTIS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench-results"))
     ap.add_argument("--work", default=None, help="scratch directory (specs, databases, perf data)")
@@ -1132,8 +1149,12 @@ def main():
     ap.add_argument("--fleet-sizes", default="1000,10000", help="bot counts of the fleet phases")
     ap.add_argument("--idle-window", type=float, default=60.0, help="seconds per idle window")
     ap.add_argument("--fleet-bots", type=int, default=1000, help="bots of the idle and burst phases")
+    ap.add_argument("--floor-multis", type=int, default=FLOOR_MULTIS,
+                    help="multi handles of the sharded floor (default: the daemon's TG_API_MULTIS, "
+                    "%d; 0: one per 250 bots)" % FLOOR_MULTIS)
     ap.add_argument("phases", nargs="*", help="%s (idle also runs the burst)" % ", ".join(PHASES))
     a = ap.parse_args()
+    FLOOR_MULTIS = a.floor_multis
     OUT = os.path.abspath(a.out)
     os.makedirs(OUT, exist_ok=True)
     WORK = os.path.abspath(a.work or tempfile.mkdtemp(prefix="botfactory-bench-", dir="/var/tmp"))

@@ -580,6 +580,24 @@ static struct chatq *chat_find(struct bot *b, int64_t chat, bool create)
 	return q;
 }
 
+/* Frees a chat's queue once nothing is left in it (a bot answers many
+ * chats over its life). Kept while a throttle of chats is configured: its
+ * bucket remembers how much the chat has just been sent. */
+static void chat_release(struct bot *b, struct chatq *q)
+{
+	if (q->head || q->busy || q->queued || q->in_paused ||
+	    b->spec->throttle_chat.count || b->spec->throttle_group.count)
+		return;
+	struct chatq **p = &b->table[(uint64_t)q->chat % b->nbuckets];
+	while (*p && *p != q)
+		p = &(*p)->hnext;
+	if (!*p)
+		return;
+	*p = q->hnext;
+	b->nchats--;
+	free(q);
+}
+
 static void make_ready(struct bot *b, struct chatq *q)
 {
 	if (q->queued || q->busy || !q->head || q->paused_until)
@@ -795,6 +813,7 @@ static void migrate_chat(struct bot *b, int64_t from, int64_t to)
 		}
 		old->head = old->tail = NULL;
 		make_ready(b, q);
+		chat_release(b, old);
 	}
 	struct write_job *wj = new_write_job(b);
 	if (wj) {
@@ -904,8 +923,10 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		if (!b->prio_tail)
 			b->prio_tail = it;
 	}
-	if (q)
+	if (q) {
 		make_ready(b, q);
+		chat_release(b, q);
+	}
 	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
 		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
 	arm_send_timer(b);
