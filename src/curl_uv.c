@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "botfactory/log.h"
@@ -23,6 +24,8 @@ struct curl_uv {
 	struct xfer *xfers; /* running transfers */
 	struct sock *socks; /* watched sockets */
 	struct sock **by_fd; /* the sock of each open curl socket, by fd */
+	unsigned char *ours; /* by fd: opened by on_open_socket (so its close
+				is reported to on_close_socket) */
 	size_t nfds;
 	unsigned running;
 	unsigned handles;   /* open loop handles (timer + polls) */
@@ -168,8 +171,17 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	if (!s && fd >= 0 && (size_t)fd < cu->nfds)
 		s = cu->by_fd[fd];
 	if (what == CURL_POLL_REMOVE) {
-		if (s)
+		if (!s)
+			return 0;
+		if (fd >= 0 && (size_t)fd < cu->nfds && cu->ours[fd]) {
 			s->wanted = 0; /* kept until curl closes the socket */
+			return 0;
+		}
+		/* not a connection of ours (the resolver's socket): its close
+		 * would not be reported, so its poll goes now */
+		if (fd >= 0 && (size_t)fd < cu->nfds)
+			cu->by_fd[fd] = NULL;
+		sock_release(cu, s);
 		return 0;
 	}
 	if (!s) {
@@ -202,14 +214,31 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	return uv_poll_start(&s->poll, events, on_poll) ? -1 : 0;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: connections are opened here, so that their
+ * polls may outlive a transfer (on_close_socket will say when they go). */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose,
+				    struct curl_sockaddr *addr)
+{
+	struct curl_uv *cu = arg;
+	(void)purpose;
+	int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((size_t)fd < cu->nfds)
+		cu->ours[fd] = 1;
+	return fd;
+}
+
 /* CURLOPT_CLOSESOCKETFUNCTION: the poll goes before its socket. */
 static int on_close_socket(void *arg, curl_socket_t fd)
 {
 	struct curl_uv *cu = arg;
-	if (fd >= 0 && (size_t)fd < cu->nfds && cu->by_fd[fd]) {
+	if (fd >= 0 && (size_t)fd < cu->nfds) {
 		struct sock *s = cu->by_fd[fd];
 		cu->by_fd[fd] = NULL;
-		sock_release(cu, s);
+		cu->ours[fd] = 0;
+		if (s)
+			sock_release(cu, s);
 	}
 	return close(fd);
 }
@@ -239,9 +268,11 @@ int curl_uv_init(uv_loop_t *loop, long maxconnects, struct curl_uv **out)
 			   ? (1u << 20)
 			   : (size_t)rl.rlim_cur;
 	cu->by_fd = calloc(cu->nfds, sizeof(*cu->by_fd));
-	cu->multi = cu->by_fd ? curl_multi_init() : NULL;
+	cu->ours = calloc(cu->nfds, 1);
+	cu->multi = cu->by_fd && cu->ours ? curl_multi_init() : NULL;
 	if (!cu->multi) {
 		free(cu->by_fd);
+		free(cu->ours);
 		free(cu);
 		return -ENOMEM;
 	}
@@ -268,6 +299,8 @@ int curl_uv_add(struct curl_uv *cu, CURL *easy, curl_uv_done_cb done, void *arg)
 	x->done = done;
 	x->arg = arg;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, cu);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, cu);
 	if (curl_multi_add_handle(cu->multi, easy) != CURLM_OK) {
@@ -306,7 +339,9 @@ void curl_uv_close(struct curl_uv *cu, void (*closed)(void *arg), void *arg)
 	while (cu->socks) /* those it did not close */
 		sock_release(cu, cu->socks);
 	free(cu->by_fd);
+	free(cu->ours);
 	cu->by_fd = NULL;
+	cu->ours = NULL;
 	cu->nfds = 0;
 	uv_timer_stop(&cu->timer);
 	uv_close((uv_handle_t *)&cu->timer, timer_closed);

@@ -171,6 +171,23 @@ class FaultTest(BotTest):
         self.assert_b_answers()
         self.assertEqual(d.stop(), 0)
 
+    def test_unresolvable_api_host(self):
+        """Name resolution failing for many bots at once (the resolver's own
+        sockets come and go) is a transient error, never a crash."""
+        from harness import Daemon
+        specs = {"b%d.yaml" % i: self.spec(HELLO, "T%d" % i) for i in range(30)}
+        env = {"T%d" % i: self.token(800 + i) for i in range(30)}
+        d = Daemon("http://nonexistent.invalid:1", specs, env=env)
+        self.daemons.append(d)
+        d.start()
+        for i in range(30):
+            d.wait_log(r"bot b%d: getMe failed" % i, timeout=20)
+        # and it keeps retrying
+        d.wait_log(r"bot b0: getMe failed", start=d.wait_log(r"bot b0: getMe failed") + 1,
+                   timeout=20)
+        self.assertTrue(d.alive())
+        self.assertEqual(d.stop(), 0)
+
 
 THROTTLED = """
 throttle: {chat: 2/s, bot: 100/s}
