@@ -662,6 +662,8 @@ static void ack(struct bot *b, int64_t id)
 	b->acks[b->nacks++] = id;
 }
 
+static void on_ack_timer(uv_timer_t *t);
+
 static void write_done(struct dbq_job *j)
 {
 	struct write_job *wj = (struct write_job *)j;
@@ -672,8 +674,10 @@ static void write_done(struct dbq_job *j)
 	free(wj->ids);
 	free(wj->commands);
 	free(wj);
-	if (!b->stopping || b->nacks)
-		flush_acks(b);
+	/* rows acknowledged meanwhile wait for the next batch or the timer,
+	 * like the others (maybe_stopped flushes them when stopping) */
+	if (b->nacks && !b->stopping && !uv_is_active((uv_handle_t *)&b->ack_timer))
+		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
 	maybe_stopped(b);
 }
 
