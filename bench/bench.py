@@ -656,7 +656,7 @@ def classify(frames):
     if base.startswith(("libssl", "libcrypto")):
         return "OpenSSL", sym
     if base.startswith("libc.so") or base.startswith("libc-"):
-        if MALLOC.search(sym):
+        if MALLOC.search(re.sub(r"@.*$", "", sym)):  # cfree@GLIBC_2.2.5 is free
             return "malloc/free", sym
         return "libc other", sym
     if base.startswith("libpcre2"):

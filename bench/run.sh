@@ -57,7 +57,11 @@ mkdir -p "$WORK"
 	echo "memory: $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
 	echo "filesystem of WORK: $(df -T "$WORK" | awk 'NR == 2 {print $2 " on " $1}')"
 	echo "botfactoryd: $("$BOTFACTORYD" --version) at $BOTFACTORYD"
-	echo "source tree: $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$root" && git diff --quiet HEAD -- src include 2>/dev/null || echo ' (src/ or include/ modified)') (the binaries may be older: rebuild first)"
+	if rev=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null); then
+		echo "source tree: $rev$(cd "$root" && git diff --quiet HEAD -- src include 2>/dev/null || echo ' (src/ or include/ modified)') (the binaries may be older: rebuild first)"
+	else
+		echo "source tree: not a git checkout (a git archive?): note the commit yourself"
+	fi
 	for p in libuv libcurl sqlite3 libcjson openssl; do
 		echo "$p: $(pkg-config --modversion "$p" 2>/dev/null || echo '?')"
 	done
