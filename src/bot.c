@@ -243,37 +243,20 @@ static void rows_free(struct rows *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static int handle_event_inner(struct store *st, const struct spec *spec,
-			      const struct engine_ctx *ctx, const struct event *ev,
-			      struct rows *out);
-
 /* Runs one event through the engine and stores the result (database
- * thread), all or nothing: a failure leaves neither a state nor outbox rows
- * behind. Returns 0, -ENOMEM (the event is skipped) or -EIO. */
+ * thread), all or nothing: everything that can run out of memory (the
+ * engine, the JSON of the state and of every call) happens before the
+ * first write, so a failure leaves nothing behind without a savepoint, and
+ * a write error fails the whole job. Returns 0, -ENOMEM (the event is
+ * skipped) or -EIO. */
 static int handle_event(struct store *st, const struct spec *spec,
 			const struct engine_ctx *ctx, const struct event *ev,
 			struct rows *out)
 {
-	size_t before = out->n;
-	if (store_update_begin(st))
-		return -EIO;
-	int rc = handle_event_inner(st, spec, ctx, ev, out);
-	if (!rc)
-		return store_update_end(st) ? -EIO : 0;
-	for (size_t i = before; i < out->n; i++) {
-		free(out->v[i].method);
-		free(out->v[i].body);
-	}
-	out->n = before;
-	return store_update_undo(st) ? -EIO : rc;
-}
-
-static int handle_event_inner(struct store *st, const struct spec *spec,
-			      const struct engine_ctx *ctx, const struct event *ev,
-			      struct rows *out)
-{
 	struct convo cur, next;
 	struct actions acts = {0};
+	char *state = NULL;
+	size_t built = 0;
 	int rc = store_convo_get(st, spec->id, ev->chat_id, ev->user_id, &cur);
 	if (rc == -EIO)
 		return rc;
@@ -284,37 +267,50 @@ static int handle_event_inner(struct store *st, const struct spec *spec,
 	convo_clear(&cur);
 	if (rc)
 		return rc;
-	if (!(was_empty && !next.flow && !next.nvars && !next.deadline_ms))
-		rc = store_convo_put(st, spec->id, ev->chat_id, ev->user_id, &next);
+	bool is_empty = !next.flow && !next.nvars && !next.deadline_ms;
+	int64_t deadline = next.flow ? next.deadline_ms : 0;
+	if (!is_empty && !(state = convo_to_json(&next)))
+		rc = -ENOMEM;
 	convo_clear(&next);
-	for (size_t i = 0; i < acts.n && !rc; i++) {
-		const char *method;
-		char *body = NULL;
-		if ((rc = engine_action_json(&acts.v[i], false, &method, &body)))
-			break;
-		int prio = acts.v[i].kind == ACTION_ANSWER_CALLBACK;
-		int64_t id;
-		rc = store_outbox_add(st, spec->id, acts.v[i].chat_id, prio, method, body, &id);
-		if (!rc && out->n == out->cap) {
-			size_t cap = out->cap ? out->cap * 2 : 8;
-			struct row_out *v = realloc(out->v, cap * sizeof(*v));
-			if (!v)
-				rc = -ENOMEM;
-			else {
-				out->v = v;
-				out->cap = cap;
-			}
+	if (!rc && out->cap - out->n < acts.n) {
+		size_t cap = out->n + acts.n + 8;
+		struct row_out *v = realloc(out->v, cap * sizeof(*v));
+		if (!v)
+			rc = -ENOMEM;
+		else {
+			out->v = v;
+			out->cap = cap;
 		}
-		if (!rc) {
-			char *m = strdup(method);
-			if (!m)
-				rc = -ENOMEM;
-			else
-				out->v[out->n++] = (struct row_out){id, acts.v[i].chat_id, prio, m, body};
-		}
-		if (rc)
-			free(body);
 	}
+	for (; !rc && built < acts.n; built++) {
+		struct row_out *r = &out->v[out->n + built];
+		const char *method;
+		*r = (struct row_out){0, acts.v[built].chat_id,
+				      acts.v[built].kind == ACTION_ANSWER_CALLBACK, NULL, NULL};
+		if ((rc = engine_action_json(&acts.v[built], false, &method, &r->body)))
+			break;
+		if (!(r->method = strdup(method))) {
+			free(r->body);
+			r->body = NULL;
+			rc = -ENOMEM;
+		}
+	}
+	/* the writes */
+	if (!rc && !(was_empty && is_empty))
+		rc = store_convo_write(st, spec->id, ev->chat_id, ev->user_id, state, deadline);
+	for (size_t i = 0; !rc && i < acts.n; i++) {
+		struct row_out *r = &out->v[out->n + i];
+		rc = store_outbox_add(st, spec->id, r->chat, r->priority, r->method, r->body, &r->id);
+	}
+	if (rc) {
+		for (size_t i = 0; i < built; i++) {
+			free(out->v[out->n + i].method);
+			free(out->v[out->n + i].body);
+		}
+	} else {
+		out->n += acts.n;
+	}
+	free(state);
 	actions_free(&acts);
 	return rc;
 }

@@ -39,9 +39,6 @@ enum stmt_id {
 	S_SAVEPOINT,
 	S_RELEASE,
 	S_ROLLBACK_TO,
-	S_UPD_BEGIN,
-	S_UPD_END,
-	S_UPD_UNDO,
 	S_COUNT
 };
 
@@ -79,9 +76,6 @@ static const char *const sql[S_COUNT] = {
 	[S_SAVEPOINT] = "SAVEPOINT job",
 	[S_RELEASE] = "RELEASE job",
 	[S_ROLLBACK_TO] = "ROLLBACK TO job",
-	[S_UPD_BEGIN] = "SAVEPOINT upd",
-	[S_UPD_END] = "RELEASE upd",
-	[S_UPD_UNDO] = "ROLLBACK TO upd",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. */
@@ -277,22 +271,6 @@ int store_rollback_to(struct store *st)
 	return rc ? rc : store_release(st);
 }
 
-int store_update_begin(struct store *st)
-{
-	return exec_stmt(st, prep(st, S_UPD_BEGIN), "savepoint");
-}
-
-int store_update_end(struct store *st)
-{
-	return exec_stmt(st, prep(st, S_UPD_END), "release savepoint");
-}
-
-int store_update_undo(struct store *st)
-{
-	int rc = exec_stmt(st, prep(st, S_UPD_UNDO), "rollback to savepoint");
-	return rc ? rc : store_update_end(st);
-}
-
 static void bind_key(sqlite3_stmt *s, const char *bot, int64_t chat, int64_t user)
 {
 	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
@@ -325,22 +303,27 @@ int store_convo_get(struct store *st, const char *bot, int64_t chat,
 	return rc;
 }
 
+int store_convo_write(struct store *st, const char *bot, int64_t chat,
+		      int64_t user, const char *json, int64_t deadline)
+{
+	sqlite3_stmt *s = prep(st, json ? S_CONVO_PUT : S_CONVO_DEL);
+	bind_key(s, bot, chat, user);
+	if (json) {
+		sqlite3_bind_text(s, 4, json, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, deadline);
+	}
+	return exec_stmt(st, s, json ? "write conversation" : "delete conversation");
+}
+
 int store_convo_put(struct store *st, const char *bot, int64_t chat,
 		    int64_t user, const struct convo *c)
 {
-	if (!c->flow && c->nvars == 0 && !c->deadline_ms) {
-		sqlite3_stmt *s = prep(st, S_CONVO_DEL);
-		bind_key(s, bot, chat, user);
-		return exec_stmt(st, s, "delete conversation");
-	}
+	if (!c->flow && c->nvars == 0 && !c->deadline_ms)
+		return store_convo_write(st, bot, chat, user, NULL, 0);
 	char *json = convo_to_json(c);
 	if (!json)
 		return -ENOMEM;
-	sqlite3_stmt *s = prep(st, S_CONVO_PUT);
-	bind_key(s, bot, chat, user);
-	sqlite3_bind_text(s, 4, json, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 5, c->flow ? c->deadline_ms : 0);
-	int rc = exec_stmt(st, s, "write conversation");
+	int rc = store_convo_write(st, bot, chat, user, json, c->flow ? c->deadline_ms : 0);
 	free(json);
 	return rc;
 }

@@ -33,10 +33,6 @@ int store_rollback(struct store *st);
 int store_savepoint(struct store *st);
 int store_release(struct store *st);
 int store_rollback_to(struct store *st);
-/* A second level of savepoint, for one update inside a job: 0 or -EIO. */
-int store_update_begin(struct store *st);
-int store_update_end(struct store *st);
-int store_update_undo(struct store *st);
 
 /* The conversation state of (bot, chat, user). Returns 0 with *c filled
  * (idle when none is stored), -EINVAL when the stored JSON is unreadable
@@ -47,6 +43,11 @@ int store_convo_get(struct store *st, const char *bot, int64_t chat,
  * Returns 0, -ENOMEM or -EIO. */
 int store_convo_put(struct store *st, const char *bot, int64_t chat,
 		    int64_t user, const struct convo *c);
+/* Writes a state already serialised by convo_to_json (json NULL: the
+ * conversation is idle and empty, its row is deleted), with the deadline to
+ * index (0: none). Returns 0 or -EIO. */
+int store_convo_write(struct store *st, const char *bot, int64_t chat,
+		      int64_t user, const char *json, int64_t deadline);
 /* The earliest deadline among the bot's conversations, or 0. -EIO < 0. */
 int64_t store_next_deadline(struct store *st, const char *bot);
 /* Calls fn for each (chat, user) of the bot whose deadline is <= now,
