@@ -16,6 +16,7 @@
 
 #include "botfactory/engine.h"
 #include "botfactory/log.h"
+#include "botfactory/util.h"
 #include "botfactory/utf8.h"
 
 #define BACKOFF_MIN_MS 1000
@@ -30,9 +31,7 @@
 
 static int64_t wall_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_clock_ms(CLOCK_REALTIME);
 }
 
 /* Exponential backoff with jitter: the next delay after `prev` (0 = first). */
@@ -166,6 +165,12 @@ static const char *const status_names[] = {
 const char *bot_status_name(enum bot_status s)
 {
 	return status_names[s];
+}
+
+long bot_poll_margin_ms(int poll_timeout_s)
+{
+	long margin = poll_timeout_s / 2;
+	return (margin < 2 ? 2 : margin > 15 ? 15 : margin) * 1000;
 }
 
 const char *bot_id(const struct bot *b)
@@ -1358,12 +1363,10 @@ static void poll_again(struct bot *b)
 		n = snprintf(body, sizeof(body),
 			     "{\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
 			     b->env->poll_timeout_s);
-	/* the client's deadline: the poll timeout plus a margin (half of it,
-	 * 2 to 15 s) for the network; a poll past it is abandoned and sent
-	 * again, so that a dead connection never silences the bot */
-	long margin = b->env->poll_timeout_s / 2;
-	margin = margin < 2 ? 2 : margin > 15 ? 15 : margin;
-	long deadline = ((long)b->env->poll_timeout_s + margin) * 1000;
+	/* past its deadline a poll is abandoned and sent again, so that a dead
+	 * connection never silences the bot */
+	long deadline = (long)b->env->poll_timeout_s * 1000 +
+			bot_poll_margin_ms(b->env->poll_timeout_s);
 	if (tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n, deadline,
 			on_updates, b))
 		retry_in(b, BACKOFF_MIN_MS);

@@ -24,6 +24,7 @@
 #include "botfactory/specdir.h"
 #include "botfactory/store.h"
 #include "botfactory/tg_api.h"
+#include "botfactory/util.h"
 
 #define DEFAULT_API "https://api.telegram.org"
 #define SHUTDOWN_GRACE_MS 3000
@@ -80,13 +81,6 @@ static const char usage_text[] =
 	"Spec files are watched: adding, editing or removing one starts, changes\n"
 	"or stops its bot at once. SIGHUP rescans the directory. SIGINT or SIGTERM\n"
 	"stop the daemon cleanly.\n";
-
-static int64_t clock_ms(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *env_or(const char *name, const char *def)
 {
@@ -204,7 +198,7 @@ static long raise_nofile(void)
 static void on_watch(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	int64_t boot = clock_ms(CLOCK_BOOTTIME), mono = clock_ms(CLOCK_MONOTONIC);
+	int64_t boot = util_clock_ms(CLOCK_BOOTTIME), mono = util_clock_ms(CLOCK_MONOTONIC);
 	int64_t slept = (boot - d->last_boot) - (mono - d->last_mono);
 	int64_t stalled = (mono - d->last_mono) - WATCH_INTERVAL_MS;
 	d->last_boot = boot;
@@ -212,8 +206,7 @@ static void on_watch(uv_timer_t *t)
 	/* a stall only matters when it outlasts the polls' margin (then a
 	 * poll may have passed its deadline unseen); shorter ones, like a busy
 	 * start-up with thousands of bots, must not restart every poll */
-	int64_t margin = d->opt.poll_timeout / 2 * 1000;
-	margin = margin < 2000 ? 2000 : margin > 15000 ? 15000 : margin;
+	int64_t margin = bot_poll_margin_ms(d->opt.poll_timeout);
 	if (slept < JUMP_MS && stalled < (margin > JUMP_MS ? margin : JUMP_MS))
 		return;
 	log_info("the machine %s for %.1f s: restarting every poll",
@@ -360,8 +353,8 @@ int main(int argc, char **argv)
 	uv_timer_init(d.loop, &d.watch);
 	uv_timer_init(d.loop, &d.grace);
 	d.watch.data = d.grace.data = &d;
-	d.last_boot = clock_ms(CLOCK_BOOTTIME);
-	d.last_mono = clock_ms(CLOCK_MONOTONIC);
+	d.last_boot = util_clock_ms(CLOCK_BOOTTIME);
+	d.last_mono = util_clock_ms(CLOCK_MONOTONIC);
 	uv_timer_start(&d.watch, on_watch, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
 	if (d.exit_code)
 		shutdown_daemon(&d);

@@ -3,20 +3,13 @@
 
 #include <string.h>
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
+#include "botfactory/util.h"
 
 uint64_t button_hash(uint64_t seed, const char *const *fields, size_t n)
 {
-	uint64_t h = FNV_OFFSET ^ seed;
-	for (size_t i = 0; i < n; i++) {
-		for (const unsigned char *p = (const unsigned char *)fields[i];
-		     *p; p++) {
-			h ^= *p;
-			h *= FNV_PRIME;
-		}
-		h *= FNV_PRIME; /* the 0 separator byte */
-	}
+	uint64_t h = UTIL_FNV_OFFSET ^ seed;
+	for (size_t i = 0; i < n; i++) /* each field with its NUL: a separator */
+		h = util_fnv1a(h, fields[i], strlen(fields[i]) + 1);
 	/* final avalanche (from MurmurHash3's fmix64) */
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;

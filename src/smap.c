@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "botfactory/util.h"
+
 struct smap_entry {
 	struct smap_entry *next;
 	void *value;
@@ -15,12 +17,7 @@ struct smap_entry {
 
 static uint64_t hash_str(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return util_fnv1a(UTIL_FNV_OFFSET, s, strlen(s));
 }
 
 static struct smap_entry **slot(const struct smap *m, const char *key, uint64_t h)

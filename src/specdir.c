@@ -14,6 +14,7 @@
 #include "botfactory/buf.h"
 #include "botfactory/log.h"
 #include "botfactory/specfile.h"
+#include "botfactory/util.h"
 
 struct known {
 	char *name;     /* file name in the directory */
@@ -81,12 +82,7 @@ static void start_scan(struct specdir *sd);
 
 static void hash_hex(const char *data, size_t len, char out[24])
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)data[i];
-		h *= 0x100000001b3ULL;
-	}
-	snprintf(out, 24, "%016" PRIx64, h);
+	snprintf(out, 24, "%016" PRIx64, util_fnv1a(UTIL_FNV_OFFSET, data, len));
 }
 
 static const struct known *find_known(const struct known *v, size_t n, const char *name)

@@ -40,6 +40,11 @@ enum bot_status {
 
 const char *bot_status_name(enum bot_status s);
 
+/* The client's margin beyond a getUpdates timeout of poll_timeout_s: half
+ * of it, 2 to 15 s. A poll not answered by then is abandoned and sent again;
+ * the daemon's stall watch uses the same margin. Returns milliseconds. */
+long bot_poll_margin_ms(int poll_timeout_s);
+
 struct bot_counters {
 	uint64_t updates;        /* updates handled and committed */
 	uint64_t updates_failed; /* updates skipped because handling failed */

@@ -11,6 +11,8 @@
 #include "ctl.h"
 #include "offline.h"
 
+#include "botfactory/util.h"
+
 struct chat {
 	struct sim sim;
 	int64_t offset_ms; /* added to the real clock by :wait */
@@ -18,9 +20,7 @@ struct chat {
 
 static int64_t real_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_clock_ms(CLOCK_REALTIME);
 }
 
 static void print_msg(const struct sim_msg *m, int *number)
