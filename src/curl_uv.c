@@ -27,7 +27,6 @@ struct curl_uv {
 	unsigned char *ours; /* by fd: opened by on_open_socket (so its close
 				is reported to on_close_socket) */
 	size_t nfds;
-	unsigned running;
 	unsigned handles;   /* open loop handles (timer + polls) */
 	int closing;
 	void (*closed)(void *arg);
@@ -105,7 +104,6 @@ static struct xfer *detach(struct curl_uv *cu, CURL *easy)
 		cu->xfers = x->next;
 	if (x->next)
 		x->next->prev = x->prev;
-	cu->running--;
 	return x;
 }
 
@@ -312,18 +310,12 @@ int curl_uv_add(struct curl_uv *cu, CURL *easy, curl_uv_done_cb done, void *arg)
 	if (x->next)
 		x->next->prev = x;
 	cu->xfers = x;
-	cu->running++;
 	return 0;
 }
 
 void curl_uv_cancel(struct curl_uv *cu, CURL *easy)
 {
 	free(detach(cu, easy));
-}
-
-unsigned curl_uv_running(const struct curl_uv *cu)
-{
-	return cu->running;
 }
 
 void curl_uv_close(struct curl_uv *cu, void (*closed)(void *arg), void *arg)

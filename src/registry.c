@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "botfactory/log.h"
+#include "botfactory/util.h"
 #include "botfactory/smap.h"
 
 struct entry {
@@ -36,9 +37,7 @@ struct registry {
 
 static int64_t wall_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_clock_ms(CLOCK_REALTIME);
 }
 
 int registry_new(struct bot_env *env, struct registry **out)
@@ -49,17 +48,6 @@ int registry_new(struct bot_env *env, struct registry **out)
 	r->env = env;
 	*out = r;
 	return 0;
-}
-
-size_t registry_count(const struct registry *r)
-{
-	return r->by_id.n;
-}
-
-struct bot *registry_bot(const struct registry *r, const char *id)
-{
-	struct entry *e = smap_get(&r->by_id, id);
-	return e ? e->bot : NULL;
 }
 
 /* ---- the bots table ------------------------------------------------------- */

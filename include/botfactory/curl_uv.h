@@ -29,9 +29,6 @@ int curl_uv_add(struct curl_uv *cu, CURL *easy, curl_uv_done_cb done, void *arg)
  * easy handle that is not in a transfer. */
 void curl_uv_cancel(struct curl_uv *cu, CURL *easy);
 
-/* Transfers in progress. */
-unsigned curl_uv_running(const struct curl_uv *cu);
-
 /* Closes the multi handle (cancelling what still runs) and its loop
  * handles; `closed` is called once everything is freed. */
 void curl_uv_close(struct curl_uv *cu, void (*closed)(void *arg), void *arg);

@@ -38,10 +38,4 @@ void registry_stop(struct registry *r, void (*done)(void *arg), void *arg);
 /* Abandons the replies still in flight (end of the grace period). */
 void registry_abort_sends(struct registry *r);
 
-/* Bots known (loaded, loading or failed). */
-size_t registry_count(const struct registry *r);
-
-/* The running bot with this id, or NULL (for the admin API and tests). */
-struct bot *registry_bot(const struct registry *r, const char *id);
-
 #endif
