@@ -1,6 +1,14 @@
 /* store: the SQLite implementation of store.h. All SQL of the project lives
  * here. Statements are prepared once and reused; the schema is migrated
- * step by step with PRAGMA user_version. */
+ * step by step with PRAGMA user_version.
+ *
+ * Most updates come from chats without a stored conversation (a stateless
+ * command leaves no row), so the store remembers which (bot, chat, user)
+ * keys it has seen without a row and answers store_convo_get for them
+ * without SQL. That is exact because this connection is the only writer
+ * (the daemon locks the database, see store_open): every write of a key
+ * goes through this file and updates the memo, and a rollback, which could
+ * bring rows back, forgets the whole memo at once (a generation bump). */
 #include "botfactory/store.h"
 
 #include <errno.h>
@@ -8,12 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "botfactory/log.h"
+#include "botfactory/smap.h"
+#include "botfactory/util.h"
 
 enum stmt_id {
 	S_CONVO_GET,
@@ -30,6 +41,9 @@ enum stmt_id {
 	S_OUTBOX_ADD,
 	S_OUTBOX_DEL,
 	S_OUTBOX_LOAD,
+	S_OUTBOX_MAX,
+	S_BOT_NO_GET,
+	S_BOT_NO_ADD,
 	S_BOT_CMDS_GET,
 	S_BOT_CMDS_SET,
 	S_BOT_RECORD,
@@ -52,16 +66,19 @@ static const char *const sql[S_COUNT] = {
 	[S_DUE] = "SELECT chat, user FROM conversations WHERE bot=?1 AND deadline > 0 "
 		  "AND deadline <= ?2 ORDER BY deadline LIMIT ?3",
 	[S_MIGRATE_CONVO] = "UPDATE OR REPLACE conversations SET chat=?3 WHERE bot=?1 AND chat=?2",
-	[S_MIGRATE_OUTBOX] = "UPDATE outbox SET chat=?3 WHERE bot=?1 AND chat=?2",
+	[S_MIGRATE_OUTBOX] = "UPDATE outbox SET chat=?2 WHERE id BETWEEN ?3 AND ?4 AND chat=?1",
 	[S_PURGE_CONVO] = "DELETE FROM conversations WHERE bot=?1",
-	[S_PURGE_OUTBOX] = "DELETE FROM outbox WHERE bot=?1",
+	[S_PURGE_OUTBOX] = "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2",
 	[S_OFFSET_GET] = "SELECT next_offset FROM offsets WHERE bot=?1 AND token_fp=?2",
 	[S_OFFSET_SET] = "INSERT INTO offsets(bot, token_fp, next_offset) VALUES(?1, ?2, ?3) "
 			 "ON CONFLICT(bot) DO UPDATE SET token_fp=excluded.token_fp, "
 			 "next_offset=excluded.next_offset",
-	[S_OUTBOX_ADD] = "INSERT INTO outbox(bot, chat, priority, method, body) VALUES(?1, ?2, ?3, ?4, ?5)",
-	[S_OUTBOX_DEL] = "DELETE FROM outbox WHERE id=?1",
-	[S_OUTBOX_LOAD] = "SELECT id, chat, priority, method, body FROM outbox WHERE bot=?1 ORDER BY id",
+	[S_OUTBOX_ADD] = "INSERT INTO outbox(id, chat, priority, method, body) VALUES(?1, ?2, ?3, ?4, ?5)",
+	[S_OUTBOX_DEL] = "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2",
+	[S_OUTBOX_LOAD] = "SELECT id, chat, priority, method, body FROM outbox WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+	[S_OUTBOX_MAX] = "SELECT MAX(id) FROM outbox WHERE id BETWEEN ?1 AND ?2",
+	[S_BOT_NO_GET] = "SELECT no FROM bots WHERE id=?1",
+	[S_BOT_NO_ADD] = "INSERT INTO bots(id) VALUES(?1)",
 	[S_BOT_CMDS_GET] = "SELECT commands FROM bots WHERE id=?1",
 	[S_BOT_CMDS_SET] = "INSERT INTO bots(id, commands) VALUES(?1, ?2) "
 			   "ON CONFLICT(id) DO UPDATE SET commands=excluded.commands",
@@ -111,16 +128,145 @@ static const char *const migrations[] = {
 	"  token_fp INTEGER NOT NULL,"
 	"  next_offset INTEGER NOT NULL"
 	");",
+	/* v2: the outbox without an index. A row's id carries its bot: the
+	 * bot's number (bots.no, an explicit INTEGER PRIMARY KEY, which VACUUM
+	 * keeps) times 2^40, plus a sequence; a bot's rows are one range of the
+	 * table's own key, so adding and deleting a row touches one b-tree. */
+	"CREATE TABLE bots2 ("
+	"  no INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  source TEXT,"
+	"  content_hash TEXT,"
+	"  loaded_at INTEGER,"
+	"  last_error TEXT,"
+	"  commands TEXT"
+	");"
+	"INSERT INTO bots2(id, source, content_hash, loaded_at, last_error, commands)"
+	"  SELECT id, source, content_hash, loaded_at, last_error, commands FROM bots;"
+	"INSERT OR IGNORE INTO bots2(id) SELECT DISTINCT bot FROM outbox;"
+	"DROP TABLE bots;"
+	"ALTER TABLE bots2 RENAME TO bots;"
+	"CREATE TABLE outbox2 ("
+	"  id INTEGER PRIMARY KEY,"
+	"  chat INTEGER NOT NULL,"
+	"  priority INTEGER NOT NULL DEFAULT 0,"
+	"  method TEXT NOT NULL,"
+	"  body TEXT NOT NULL"
+	");"
+	"INSERT INTO outbox2(id, chat, priority, method, body)"
+	"  SELECT (SELECT no FROM bots WHERE bots.id = o.bot) * 1099511627776 + o.id,"
+	"         o.chat, o.priority, o.method, o.body FROM outbox o;"
+	"DROP TABLE outbox;"
+	"ALTER TABLE outbox2 RENAME TO outbox;"
+	/* for people reading the database */
+	"CREATE VIEW outbox_by_bot AS SELECT b.id AS bot, o.* FROM outbox o"
+	"  JOIN bots b ON b.no = o.id >> 40;",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+	       "one migration per schema version");
+
+/* Outbox ids: bots.no << OUTBOX_BOT_SHIFT | a sequence within the bot. */
+#define OUTBOX_BOT_SHIFT 40
+
+/* The memo of keys without a conversation row: direct-mapped (a new key
+ * evicts the slot's old one), 24 bytes a slot, allocated on first use. */
+#define ABSENT_SLOTS 16384
+
+struct absent {
+	uint32_t gen; /* the memo's generation when stored; 0: empty */
+	uint32_t bot; /* the bot's number in `bots` */
+	int64_t chat, user;
+};
+
+/* What the store keeps per bot id. */
+struct bot_info {
+	uint32_t memo; /* the bot's number in the memo (1, 2, ...) */
+	int64_t no;    /* bots.no, 0 = not looked up (or forgotten) */
+	int64_t next;  /* the next outbox id, 0 = not looked up */
 };
 
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
+	int lock_fd; /* flock'ed: one daemon per database */
+	struct absent *absent;
+	uint32_t gen;
+	struct smap bots; /* bot id -> struct bot_info */
+	uint32_t nbots;
 };
+
+/* The bot's info, created on first use. NULL when out of memory. */
+static struct bot_info *bot_info(struct store *st, const char *bot)
+{
+	struct bot_info *bi = smap_get(&st->bots, bot);
+	if (bi || st->nbots == UINT32_MAX)
+		return bi;
+	if (!(bi = calloc(1, sizeof(*bi))))
+		return NULL;
+	bi->memo = st->nbots + 1;
+	if (smap_put(&st->bots, bot, bi)) {
+		free(bi);
+		return NULL;
+	}
+	st->nbots++;
+	return bi;
+}
+
+static void forget_rows(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	struct bot_info *bi = value;
+	bi->no = bi->next = 0;
+}
+
+static void free_info(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	free(value);
+}
+
+/* Forgets every remembered absent key and every bot's number and next
+ * outbox id (after a rollback: a bots row added by the transaction is gone,
+ * and its number could go to another bot). */
+static void absent_forget(struct store *st)
+{
+	smap_each(&st->bots, forget_rows, NULL);
+	if (++st->gen == 0) { /* wrapped: old entries could match again */
+		if (st->absent)
+			memset(st->absent, 0, ABSENT_SLOTS * sizeof(*st->absent));
+		st->gen = 1;
+	}
+}
+
+/* The memo slot of a key, or NULL when the memo is unavailable (no memory
+ * for it: then every read goes to SQL). *botno is the bot's number. */
+static struct absent *absent_slot(struct store *st, const char *bot, int64_t chat,
+				  int64_t user, uint32_t *botno)
+{
+	struct bot_info *bi = bot_info(st, bot);
+	if (!bi)
+		return NULL;
+	if (!st->absent && !(st->absent = calloc(ABSENT_SLOTS, sizeof(*st->absent))))
+		return NULL;
+	*botno = bi->memo;
+	int64_t k[3] = {(int64_t)bi->memo, chat, user};
+	return &st->absent[util_fnv1a(UTIL_FNV_OFFSET, k, sizeof(k)) % ABSENT_SLOTS];
+}
+
+static bool absent_has(const struct absent *a, uint32_t botno, int64_t chat, int64_t user,
+		       uint32_t gen)
+{
+	return a->gen == gen && a->bot == botno && a->chat == chat && a->user == user;
+}
 
 static int db_err(struct store *st, const char *what)
 {
 	log_error("database: %s: %s", what, sqlite3_errmsg(st->db));
+	/* SQLite may have rolled the transaction back on its own */
+	absent_forget(st);
 	return -EIO;
 }
 
@@ -192,14 +338,26 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	st->gen = 1;
 	/* create the file 0600 ourselves: SQLite would use the umask */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	close(fd);
+	/* one writer: two daemons on one database would poll the same tokens,
+	 * and the memo of absent conversations relies on it. flock locks do
+	 * not interact with SQLite's POSIX locks; the descriptor stays open
+	 * until after sqlite3_close (closing it earlier would drop SQLite's
+	 * POSIX locks of this process). */
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(err, errlen, "%s: %s", path,
+			 rc == -EBUSY ? "another process (another botfactoryd?) is using this database"
+				      : strerror(errno));
+		goto fail;
+	}
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", path,
@@ -237,6 +395,11 @@ void store_close(struct store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	smap_each(&st->bots, free_info, NULL);
+	smap_free(&st->bots);
+	free(st->absent);
 	free(st);
 }
 
@@ -252,6 +415,7 @@ int store_commit(struct store *st)
 
 int store_rollback(struct store *st)
 {
+	absent_forget(st);
 	return exec_stmt(st, prep(st, S_ROLLBACK), "rollback");
 }
 
@@ -267,6 +431,7 @@ int store_release(struct store *st)
 
 int store_rollback_to(struct store *st)
 {
+	absent_forget(st);
 	int rc = exec_stmt(st, prep(st, S_ROLLBACK_TO), "rollback to savepoint");
 	return rc ? rc : store_release(st);
 }
@@ -278,15 +443,62 @@ static void bind_key(sqlite3_stmt *s, const char *bot, int64_t chat, int64_t use
 	sqlite3_bind_int64(s, 3, user);
 }
 
+#define OUTBOX_SEQ_MASK (((int64_t)1 << OUTBOX_BOT_SHIFT) - 1)
+
+/* Binds the outbox id range of bot number no to parameters i and i + 1. */
+static void bind_range(sqlite3_stmt *s, int i, int64_t no)
+{
+	sqlite3_bind_int64(s, i, no << OUTBOX_BOT_SHIFT);
+	sqlite3_bind_int64(s, i + 1, no << OUTBOX_BOT_SHIFT | OUTBOX_SEQ_MASK);
+}
+
+/* The bot's number (bots.no) in *no: 0 when it has no row yet, unless
+ * create (then the row is added). Returns 0, -ENOMEM or -EIO. */
+static int bot_no(struct store *st, const char *bot, bool create, int64_t *no)
+{
+	struct bot_info *bi = bot_info(st, bot);
+	if (!bi)
+		return -ENOMEM;
+	*no = bi->no;
+	if (bi->no)
+		return 0;
+	sqlite3_stmt *s = prep(st, S_BOT_NO_GET);
+	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_err(st, "read bot");
+	if (!v && create) {
+		s = prep(st, S_BOT_NO_ADD);
+		sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+		if ((rc = exec_stmt(st, s, "add bot")))
+			return rc;
+		v = sqlite3_last_insert_rowid(st->db);
+	}
+	if (v >= (int64_t)1 << (62 - OUTBOX_BOT_SHIFT)) {
+		log_error("database: bot %s: bot number %lld is too large", bot, (long long)v);
+		return -EIO;
+	}
+	*no = bi->no = v;
+	return 0;
+}
+
 int store_convo_get(struct store *st, const char *bot, int64_t chat,
 		    int64_t user, struct convo *c)
 {
+	uint32_t botno = 0;
+	struct absent *a = absent_slot(st, bot, chat, user, &botno);
+	*c = (struct convo)CONVO_INIT;
+	if (a && absent_has(a, botno, chat, user, st->gen))
+		return 0;
 	sqlite3_stmt *s = prep(st, S_CONVO_GET);
 	bind_key(s, bot, chat, user);
-	*c = (struct convo)CONVO_INIT;
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(s);
+		if (a)
+			*a = (struct absent){st->gen, botno, chat, user};
 		return 0;
 	}
 	if (rc != SQLITE_ROW) {
@@ -306,13 +518,21 @@ int store_convo_get(struct store *st, const char *bot, int64_t chat,
 int store_convo_write(struct store *st, const char *bot, int64_t chat,
 		      int64_t user, const char *json, int64_t deadline)
 {
+	uint32_t botno = 0;
+	struct absent *a = absent_slot(st, bot, chat, user, &botno);
+	/* (no slot: the memo has nothing of this bot, or nothing at all) */
+	if (a && json && absent_has(a, botno, chat, user, st->gen))
+		a->gen = 0;
 	sqlite3_stmt *s = prep(st, json ? S_CONVO_PUT : S_CONVO_DEL);
 	bind_key(s, bot, chat, user);
 	if (json) {
 		sqlite3_bind_text(s, 4, json, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 5, deadline);
 	}
-	return exec_stmt(st, s, json ? "write conversation" : "delete conversation");
+	int rc = exec_stmt(st, s, json ? "write conversation" : "delete conversation");
+	if (!rc && a && !json) /* gone now (a rollback forgets it again) */
+		*a = (struct absent){st->gen, botno, chat, user};
+	return rc;
 }
 
 int store_convo_put(struct store *st, const char *bot, int64_t chat,
@@ -366,13 +586,19 @@ int store_due(struct store *st, const char *bot, int64_t now, int limit,
 int store_migrate_chat(struct store *st, const char *bot, int64_t from,
 		       int64_t to)
 {
+	absent_forget(st); /* rows appear under `to` */
 	sqlite3_stmt *s = prep(st, S_MIGRATE_CONVO);
 	bind_key(s, bot, from, to);
 	int rc = exec_stmt(st, s, "migrate conversations");
 	if (rc)
 		return rc;
+	int64_t no;
+	if ((rc = bot_no(st, bot, false, &no)) || !no)
+		return rc;
 	s = prep(st, S_MIGRATE_OUTBOX);
-	bind_key(s, bot, from, to);
+	sqlite3_bind_int64(s, 1, from);
+	sqlite3_bind_int64(s, 2, to);
+	bind_range(s, 3, no);
 	return exec_stmt(st, s, "migrate outbox");
 }
 
@@ -383,8 +609,11 @@ int store_purge(struct store *st, const char *bot)
 	int rc = exec_stmt(st, s, "purge conversations");
 	if (rc)
 		return rc;
+	int64_t no;
+	if ((rc = bot_no(st, bot, false, &no)) || !no)
+		return rc;
 	s = prep(st, S_PURGE_OUTBOX);
-	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	bind_range(s, 1, no);
 	return exec_stmt(st, s, "purge outbox");
 }
 
@@ -414,23 +643,63 @@ int store_outbox_add(struct store *st, const char *bot, int64_t chat,
 		     int priority, const char *method, const char *body,
 		     int64_t *id)
 {
+	struct bot_info *bi = bot_info(st, bot);
+	int64_t no;
+	int rc;
+	if (!bi)
+		return -ENOMEM;
+	if ((rc = bot_no(st, bot, true, &no)))
+		return rc;
+	if (!bi->next) {
+		sqlite3_stmt *m = prep(st, S_OUTBOX_MAX);
+		bind_range(m, 1, no);
+		rc = sqlite3_step(m);
+		int64_t max = rc == SQLITE_ROW ? sqlite3_column_int64(m, 0) : 0;
+		sqlite3_reset(m);
+		if (rc != SQLITE_ROW)
+			return db_err(st, "read outbox");
+		bi->next = max ? max + 1 : no << OUTBOX_BOT_SHIFT | 1;
+	}
+	if ((bi->next & OUTBOX_SEQ_MASK) == OUTBOX_SEQ_MASK) {
+		log_error("database: bot %s: the outbox sequence is exhausted", bot);
+		return -EIO;
+	}
 	sqlite3_stmt *s = prep(st, S_OUTBOX_ADD);
-	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 1, bi->next);
 	sqlite3_bind_int64(s, 2, chat);
 	sqlite3_bind_int(s, 3, priority);
 	sqlite3_bind_text(s, 4, method, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 5, body, -1, SQLITE_STATIC);
-	int rc = exec_stmt(st, s, "add to outbox");
-	if (!rc)
-		*id = sqlite3_last_insert_rowid(st->db);
-	return rc;
+	if ((rc = exec_stmt(st, s, "add to outbox")))
+		return rc;
+	*id = bi->next++;
+	return 0;
 }
 
-int store_outbox_delete(struct store *st, int64_t id)
+static int cmp_id(const void *a, const void *b)
 {
-	sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
-	sqlite3_bind_int64(s, 1, id);
-	return exec_stmt(st, s, "delete from outbox");
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+int store_outbox_delete(struct store *st, int64_t *ids, size_t n)
+{
+	/* replies are acknowledged mostly in the order they were added: one
+	 * statement per run of consecutive ids instead of one per row */
+	qsort(ids, n, sizeof(*ids), cmp_id);
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && ids[j] <= ids[j - 1] + 1)
+			j++;
+		sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
+		sqlite3_bind_int64(s, 1, ids[i]);
+		sqlite3_bind_int64(s, 2, ids[j - 1]);
+		int rc = exec_stmt(st, s, "delete from outbox");
+		if (rc)
+			return rc;
+		i = j;
+	}
+	return 0;
 }
 
 void store_outbox_free(struct outbox_row *rows, size_t n)
@@ -444,12 +713,15 @@ void store_outbox_free(struct outbox_row *rows, size_t n)
 
 int store_outbox_load(struct store *st, const char *bot, struct outbox_row **rows)
 {
-	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
-	sqlite3_bind_text(s, 1, bot, -1, SQLITE_STATIC);
 	struct outbox_row *v = NULL;
 	size_t n = 0, cap = 0;
+	int64_t no;
 	int rc;
 	*rows = NULL;
+	if ((rc = bot_no(st, bot, false, &no)) || !no)
+		return rc;
+	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
+	bind_range(s, 1, no);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == cap) {
 			size_t c = cap ? cap * 2 : 16;

@@ -15,13 +15,17 @@
 struct store;
 
 /* The schema version this code writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Opens (creating with mode 0600 when missing) and migrates the database at
- * path: WAL mode, synchronous=FULL, foreign keys on. Returns 0 and a new
- * store in *out (close with store_close), or a negative errno (-EACCES,
- * -EIO...) with a one-line reason in err[errlen]. A database written by a
- * newer botfactory (higher user_version) is refused with -EPROTO. */
+ * path: WAL mode, synchronous=FULL, foreign keys on. The store is the
+ * database's only writer: it holds an exclusive flock on the file until
+ * store_close (readers such as the sqlite3 shell are not affected). Returns
+ * 0 and a new store in *out (close with store_close), or a negative errno
+ * (-EACCES, -EIO...) with a one-line reason in err[errlen]: -EBUSY when
+ * another store (another process) has the database open. A database
+ * written by a newer botfactory (higher user_version) is refused with
+ * -EPROTO. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
 
@@ -82,8 +86,9 @@ struct outbox_row {
 int store_outbox_add(struct store *st, const char *bot, int64_t chat,
 		     int priority, const char *method, const char *body,
 		     int64_t *id);
-/* Deletes a row (the call was accepted, or dropped for good). 0 or -EIO. */
-int store_outbox_delete(struct store *st, int64_t id);
+/* Deletes the rows ids[0..n) (their calls were accepted, or dropped for
+ * good); sorts ids in place. Returns 0 or -EIO. */
+int store_outbox_delete(struct store *st, int64_t *ids, size_t n);
 /* Loads the bot's pending rows in id order (the order they must be sent in).
  * Returns the count with a malloc'ed array in *rows (free with
  * store_outbox_free), or -ENOMEM / -EIO. */

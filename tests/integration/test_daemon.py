@@ -5,7 +5,7 @@ import os
 import stat
 import unittest
 
-from harness import BotTest
+from harness import BotTest, Daemon
 
 HELLO = """
 flows:
@@ -70,6 +70,26 @@ class StartTest(BotTest):
         self.fb.message(102, "/start", user_id=1, first_name="Bo")
         self.assertEqual(self.texts(102, 1), ["Hello, Bo!"])
         self.assertEqual(d.stop(), 0)
+
+
+    def test_second_daemon_on_one_database_is_refused(self):
+        tok = self.token(103)
+        a = self.daemon({"hi.yaml": self.spec(HELLO, "T")}, env={"T": tok})
+        self.wait_polling(103)
+        # another process on the same database would poll the same tokens
+        b = Daemon(self.fb.url, {}, env={"T": tok}, workdir=a.dir)
+        self.daemons.append(b)
+        b.start()
+        b.wait_log(r"database: .*bf\.db: another process \(another botfactoryd\?\) is using this database")
+        self.assertEqual(b.proc.wait(10), 1)
+        # the first one never noticed
+        self.fb.message(103, "/start", user_id=1, first_name="Cy")
+        self.assertEqual(self.texts(103, 1), ["Hello, Cy!"])
+        self.assertEqual(a.stop(), 0)
+        # once it is gone, the database is free again
+        b.restart()
+        self.wait_polling(103)
+        self.assertEqual(b.stop(), 0)
 
 
 class ConversationTest(BotTest):

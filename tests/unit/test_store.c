@@ -57,11 +57,17 @@ static void test_file_mode_and_schema(void **state)
 	struct stat sb;
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
-	/* reopening an existing database migrates nothing and works */
+	/* one store per database: a second one is refused while it is open */
 	char err[256];
 	struct store *again = NULL;
-	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), 0);
-	store_close(again);
+	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), -EBUSY);
+	assert_null(again);
+	assert_non_null(strstr(err, "another process"));
+	/* reopening an existing database migrates nothing and works */
+	store_close(f->st);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), 0);
+	store_close(f->st);
+	f->st = NULL;
 	/* a database from a newer botfactory is refused */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -70,8 +76,9 @@ static void test_file_mode_and_schema(void **state)
 	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), -EPROTO);
 	assert_non_null(strstr(err, "newer than this botfactory"));
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), 0);
 }
 
 static void test_conversations(void **state)
@@ -114,6 +121,63 @@ static void test_conversations(void **state)
 	assert_int_equal(store_purge(f->st, "bot"), 0);
 	assert_int_equal(store_convo_get(f->st, "bot", -1005, 6, &got), 0);
 	assert_null(got.flow);
+	convo_clear(&c);
+}
+
+/* The store answers reads of keys it saw without a row from memory: each
+ * way a row can come back must be seen. */
+static void test_absent_memo_follows_every_write(void **state)
+{
+	struct fixture *f = *state;
+	struct convo c = CONVO_INIT, got;
+	assert_int_equal(convo_set(&c, "x", "1"), 0);
+	/* absent, remembered, then written: the write is read back */
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_null(convo_get(&got, "x"));
+	assert_int_equal(store_convo_put(f->st, "bot", 1, 1, &c), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_string_equal(convo_get(&got, "x"), "1");
+	convo_clear(&got);
+	/* deleted inside a transaction that is rolled back: the row is back */
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_convo_write(f->st, "bot", 1, 1, NULL, 0), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_null(convo_get(&got, "x"));
+	assert_int_equal(store_rollback(f->st), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_string_equal(convo_get(&got, "x"), "1");
+	convo_clear(&got);
+	/* the same with a savepoint */
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_savepoint(f->st), 0);
+	assert_int_equal(store_convo_write(f->st, "bot", 1, 1, NULL, 0), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_null(convo_get(&got, "x"));
+	assert_int_equal(store_rollback_to(f->st), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", 1, 1, &got), 0);
+	assert_string_equal(convo_get(&got, "x"), "1");
+	convo_clear(&got);
+	/* a chat migration brings rows to keys seen absent */
+	assert_int_equal(store_convo_get(f->st, "bot", -100, 1, &got), 0);
+	assert_null(convo_get(&got, "x"));
+	assert_int_equal(store_migrate_chat(f->st, "bot", 1, -100), 0);
+	assert_int_equal(store_convo_get(f->st, "bot", -100, 1, &got), 0);
+	assert_string_equal(convo_get(&got, "x"), "1");
+	convo_clear(&got);
+	/* many keys (more than the memo holds) stay exact */
+	for (int64_t u = 1; u <= 40000; u++)
+		assert_int_equal(store_convo_get(f->st, "bot", 7, u, &got), 0);
+	for (int64_t u = 1; u <= 40000; u += 997)
+		assert_int_equal(store_convo_put(f->st, "bot", 7, u, &c), 0);
+	for (int64_t u = 1; u <= 40000; u++) {
+		assert_int_equal(store_convo_get(f->st, "bot", 7, u, &got), 0);
+		if ((u - 1) % 997 == 0)
+			assert_string_equal(convo_get(&got, "x"), "1");
+		else
+			assert_null(convo_get(&got, "x"));
+		convo_clear(&got);
+	}
 	convo_clear(&c);
 }
 
@@ -168,7 +232,7 @@ static void test_outbox_and_offsets(void **state)
 	assert_int_equal(store_outbox_add(f->st, "bot", 5, 1, "answerCallbackQuery", "{}", &b), 0);
 	assert_int_equal(store_outbox_add(f->st, "bot", 6, 0, "sendMessage", "{\"text\":\"2\"}", &c), 0);
 	assert_true(a < b && b < c);
-	assert_int_equal(store_outbox_delete(f->st, b), 0);
+	assert_int_equal(store_outbox_delete(f->st, &b, 1), 0);
 	assert_int_equal(store_migrate_chat(f->st, "bot", 6, -6), 0);
 	struct outbox_row *rows;
 	int n = store_outbox_load(f->st, "bot", &rows);
@@ -196,6 +260,124 @@ static void test_outbox_and_offsets(void **state)
 	assert_int_equal(store_bot_commands_get(f->st, "bot", &cmds), 0);
 	assert_string_equal(cmds, "[1]");
 	free(cmds);
+}
+
+/* A database of schema 1 (botfactory 0.1: the outbox with a bot column and
+ * an index) is migrated with every pending row kept, in order, per bot. */
+static void test_migration_from_schema_1(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], path[160];
+	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	const char *v1 =
+		"CREATE TABLE bots (id TEXT PRIMARY KEY, source TEXT, content_hash TEXT,"
+		"  loaded_at INTEGER, last_error TEXT, commands TEXT);"
+		"CREATE TABLE conversations (bot TEXT NOT NULL, chat INTEGER NOT NULL,"
+		"  user INTEGER NOT NULL, state TEXT NOT NULL, deadline INTEGER NOT NULL DEFAULT 0,"
+		"  PRIMARY KEY (bot, chat, user)) WITHOUT ROWID;"
+		"CREATE INDEX conversations_deadline ON conversations(bot, deadline) WHERE deadline > 0;"
+		"CREATE TABLE outbox (id INTEGER PRIMARY KEY, bot TEXT NOT NULL, chat INTEGER NOT NULL,"
+		"  priority INTEGER NOT NULL DEFAULT 0, method TEXT NOT NULL, body TEXT NOT NULL);"
+		"CREATE INDEX outbox_bot ON outbox(bot, id);"
+		"CREATE TABLE offsets (bot TEXT PRIMARY KEY, token_fp INTEGER NOT NULL,"
+		"  next_offset INTEGER NOT NULL);"
+		"INSERT INTO bots(id, commands) VALUES('a', '[1]');"
+		"INSERT INTO outbox VALUES(7, 'a', 1, 0, 'sendMessage', '{\"text\":\"a1\"}');"
+		"INSERT INTO outbox VALUES(8, 'b', 2, 0, 'sendMessage', '{\"text\":\"b1\"}');"
+		"INSERT INTO outbox VALUES(9, 'a', 1, 1, 'answerCallbackQuery', '{}');"
+		"INSERT INTO outbox VALUES(12, 'a', 3, 0, 'sendMessage', '{\"text\":\"a2\"}');"
+		"INSERT INTO offsets VALUES('a', 42, 1001);"
+		"PRAGMA user_version = 1;";
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	struct store *st = NULL;
+	assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+	struct outbox_row *rows;
+	int n = store_outbox_load(st, "a", &rows);
+	assert_int_equal(n, 3);
+	assert_string_equal(rows[0].body, "{\"text\":\"a1\"}");
+	assert_string_equal(rows[1].method, "answerCallbackQuery");
+	assert_int_equal(rows[1].priority, 1);
+	assert_string_equal(rows[2].body, "{\"text\":\"a2\"}");
+	assert_int_equal(rows[2].chat_id, 3);
+	int64_t last_a = rows[2].id, first_a = rows[0].id;
+	store_outbox_free(rows, (size_t)n);
+	n = store_outbox_load(st, "b", &rows);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].body, "{\"text\":\"b1\"}");
+	store_outbox_free(rows, (size_t)n);
+	/* new rows go after the migrated ones; deleting them by id works */
+	int64_t id;
+	assert_int_equal(store_outbox_add(st, "a", 1, 0, "sendMessage", "{}", &id), 0);
+	assert_true(id > last_a);
+	assert_int_equal(store_outbox_delete(st, &first_a, 1), 0);
+	n = store_outbox_load(st, "a", &rows);
+	assert_int_equal(n, 3);
+	assert_int_equal(rows[2].id, id);
+	store_outbox_free(rows, (size_t)n);
+	/* the rest is as it was */
+	char *cmds = NULL;
+	assert_int_equal(store_bot_commands_get(st, "a", &cmds), 0);
+	assert_string_equal(cmds, "[1]");
+	free(cmds);
+	int64_t off = 0;
+	assert_int_equal(store_offset_get(st, "a", 42, &off), 0);
+	assert_int_equal(off, 1001);
+	store_close(st);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), STORE_SCHEMA_VERSION);
+	sqlite3_finalize(s);
+	/* the view for people names the bots */
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox_by_bot WHERE bot='a'",
+					    -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), 3);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+static void test_outbox_delete_ids(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id[8];
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(store_outbox_add(f->st, i % 2 ? "a" : "b", i, 0, "sendMessage", "{}",
+						  &id[i]), 0);
+	/* unsorted, with runs and gaps, across two bots: exactly these go */
+	int64_t del[] = {id[6], id[0], id[2], id[1], id[7], id[4]};
+	assert_int_equal(store_outbox_delete(f->st, del, 6), 0);
+	struct outbox_row *rows;
+	int n = store_outbox_load(f->st, "a", &rows);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, id[3]);
+	assert_int_equal(rows[1].id, id[5]);
+	store_outbox_free(rows, (size_t)n);
+	n = store_outbox_load(f->st, "b", &rows);
+	assert_int_equal(n, 0);
+	store_outbox_free(rows, 0);
+	assert_int_equal(store_outbox_delete(f->st, del, 0), 0);
+	/* a bot first seen in a transaction that is rolled back: its number
+	 * may go to another bot, and the two must not share rows */
+	int64_t x, y;
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_outbox_add(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
+	assert_int_equal(store_rollback(f->st), 0);
+	assert_int_equal(store_outbox_add(f->st, "y", 1, 0, "sendMessage", "{}", &y), 0);
+	assert_int_equal(store_outbox_add(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
+	n = store_outbox_load(f->st, "x", &rows);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].id, x);
+	store_outbox_free(rows, (size_t)n);
+	n = store_outbox_load(f->st, "y", &rows);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].id, y);
+	store_outbox_free(rows, (size_t)n);
 }
 
 /* ---- dbq ---------------------------------------------------------------- */
@@ -267,9 +449,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_file_mode_and_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conversations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_absent_memo_follows_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_state_starts_afresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_in_deadline_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outbox_and_offsets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_delete_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_from_schema_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
