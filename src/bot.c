@@ -26,6 +26,8 @@
 /* How long acknowledged outbox rows may wait for a batch of updates to
  * carry their deletion, before a transaction of their own deletes them. */
 #define ACK_DELAY_MS 100
+/* Idle chat queues a bot keeps (about 100 bytes each). */
+#define CHATQ_KEEP 128
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -62,7 +64,7 @@ struct out_item {
 	int64_t id;
 	int64_t chat;
 	int priority;
-	char *method;
+	const char *method; /* static: see known_method */
 	char *body; /* JSON without chat_id */
 	int attempts;
 	struct out_item *next;
@@ -229,7 +231,8 @@ static void start_timer(struct bot *b, uv_timer_t *t, uv_timer_cb cb, int64_t ms
 struct row_out {
 	int64_t id, chat;
 	int priority;
-	char *method, *body;
+	const char *method; /* static */
+	char *body;
 };
 
 /* Output of jobs that produce outbox rows. */
@@ -240,10 +243,8 @@ struct rows {
 
 static void rows_free(struct rows *r)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		free(r->v[i].method);
+	for (size_t i = 0; i < r->n; i++)
 		free(r->v[i].body);
-	}
 	free(r->v);
 	memset(r, 0, sizeof(*r));
 }
@@ -289,16 +290,10 @@ static int handle_event(struct store *st, const struct spec *spec,
 	}
 	for (; !rc && built < acts.n; built++) {
 		struct row_out *r = &out->v[out->n + built];
-		const char *method;
 		*r = (struct row_out){0, acts.v[built].chat_id,
 				      acts.v[built].kind == ACTION_ANSWER_CALLBACK, NULL, NULL};
-		if ((rc = engine_action_json(&acts.v[built], false, &method, &r->body)))
+		if ((rc = engine_action_json(&acts.v[built], false, &r->method, &r->body)))
 			break;
-		if (!(r->method = strdup(method))) {
-			free(r->body);
-			r->body = NULL;
-			rc = -ENOMEM;
-		}
 	}
 	/* the writes */
 	if (!rc && !(was_empty && is_empty))
@@ -308,10 +303,8 @@ static int handle_event(struct store *st, const struct spec *spec,
 		rc = store_outbox_add(st, spec->id, r->chat, r->priority, r->method, r->body, &r->id);
 	}
 	if (rc) {
-		for (size_t i = 0; i < built; i++) {
-			free(out->v[out->n + i].method);
+		for (size_t i = 0; i < built; i++)
 			free(out->v[out->n + i].body);
-		}
 	} else {
 		out->n += acts.n;
 	}
@@ -400,11 +393,10 @@ static void batch_run(struct dbq_job *j, struct store *st)
 	int64_t now = wall_ms();
 	rows_free(&bj->rows);
 	bj->handled = bj->failed = 0;
-	for (size_t i = 0; i < bj->nacks; i++)
-		if (store_outbox_delete(st, bj->acks[i])) {
-			j->rc = -EIO;
-			return;
-		}
+	if (store_outbox_delete(st, bj->acks, bj->nacks)) {
+		j->rc = -EIO;
+		return;
+	}
 	cJSON_ArrayForEach(u, bj->updates)
 	{
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(u, "update_id");
@@ -534,8 +526,7 @@ struct write_job {
 static void write_run(struct dbq_job *j, struct store *st)
 {
 	struct write_job *wj = (struct write_job *)j;
-	for (size_t i = 0; i < wj->nids && !j->rc; i++)
-		j->rc = store_outbox_delete(st, wj->ids[i]);
+	j->rc = store_outbox_delete(st, wj->ids, wj->nids);
 	if (!j->rc && wj->commands)
 		j->rc = store_bot_commands_set(st, wj->bot_id, wj->commands);
 	if (!j->rc && wj->from)
@@ -582,11 +573,13 @@ static struct chatq *chat_find(struct bot *b, int64_t chat, bool create)
 }
 
 /* Frees a chat's queue once nothing is left in it (a bot answers many
- * chats over its life). Kept while a throttle of chats is configured: its
- * bucket remembers how much the chat has just been sent. */
+ * chats over its life), unless the bot has few queues: a chat that talks
+ * keeps its queue instead of allocating one per reply. Kept while a
+ * throttle of chats is configured: its bucket remembers how much the chat
+ * has just been sent. */
 static void chat_release(struct bot *b, struct chatq *q)
 {
-	if (q->head || q->busy || q->queued || q->in_paused ||
+	if (q->head || q->busy || q->queued || q->in_paused || b->nchats <= CHATQ_KEEP ||
 	    b->spec->throttle_chat.count || b->spec->throttle_group.count)
 		return;
 	struct chatq **p = &b->table[(uint64_t)q->chat % b->nbuckets];
@@ -614,14 +607,24 @@ static void make_ready(struct bot *b, struct chatq *q)
 
 static void item_free(struct out_item *it)
 {
-	free(it->method);
 	free(it->body);
 	free(it);
 }
 
-/* Takes an outbox row into the send queues (strings are moved). */
+/* The static name of a Bot API method the daemon sends (what the outbox
+ * stores), or NULL for any other. */
+static const char *known_method(const char *m)
+{
+	static const char *const known[] = {"sendMessage", "answerCallbackQuery"};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(m, known[i]))
+			return known[i];
+	return NULL;
+}
+
+/* Takes an outbox row into the send queues (the body is moved). */
 static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
-		    char *method, char *body)
+		    const char *method, char *body)
 {
 	struct out_item *it = calloc(1, sizeof(*it));
 	struct chatq *q = priority ? NULL : chat_find(b, chat, true);
@@ -629,7 +632,6 @@ static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
 		/* stays in the outbox: sent after the next start */
 		log_error("bot %s: out of memory queueing a reply", bot_id(b));
 		free(it);
-		free(method);
 		free(body);
 		return;
 	}
@@ -941,15 +943,17 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		pump(b);
 }
 
-/* Builds the body with "chat_id" in front of the stored fields. */
+/* Writes the body with "chat_id" in front of the stored fields into out
+ * (empty). */
 static int with_chat(struct buf *out, const struct out_item *it)
 {
-	buf_reset(out);
 	if (it->priority) /* answerCallbackQuery has no chat */
 		return buf_puts(out, it->body);
 	const char *rest = it->body[0] == '{' ? it->body + 1 : "}";
-	return buf_printf(out, "{\"chat_id\":%" PRId64 "%s%s", it->chat,
-			  rest[0] == '}' ? "" : ",", rest);
+	if (buf_printf(out, "{\"chat_id\":%" PRId64, it->chat) ||
+	    (rest[0] != '}' && buf_putc(out, ',')))
+		return -ENOMEM;
+	return buf_puts(out, rest);
 }
 
 /* Starts sends while there are free slots and sendable items. */
@@ -1042,14 +1046,10 @@ static void pump(struct bot *b)
 			s->ready = true;
 			s->bot = b;
 		}
-		struct buf body = BUF_INIT;
-		if (with_chat(&body, it) ||
-		    tg_req_call(&s->req, b->token, it->method, body.data, body.len,
-				b->env->request_timeout_ms, on_sent, s)) {
-			buf_free(&body);
+		if (with_chat(tg_req_body(&s->req), it) ||
+		    tg_req_send(&s->req, b->token, it->method, b->env->request_timeout_ms,
+				on_sent, s))
 			goto requeue;
-		}
-		buf_free(&body);
 		s->item = it;
 		s->q = q;
 		continue;
@@ -1075,7 +1075,7 @@ static void take_rows(struct bot *b, struct rows *rows)
 	for (size_t i = 0; i < rows->n; i++) {
 		struct row_out *r = &rows->v[i];
 		enqueue(b, r->id, r->chat, r->priority, r->method, r->body);
-		r->method = r->body = NULL;
+		r->body = NULL;
 	}
 	rows->n = 0;
 	pump(b);
@@ -1438,9 +1438,18 @@ static void load_done(struct dbq_job *j)
 	b->loaded = true;
 	for (int i = 0; i < lj->noutbox; i++) {
 		struct outbox_row *r = &lj->outbox[i];
-		enqueue(b, r->id, r->chat_id, r->priority, r->method, r->body);
-		r->method = r->body = NULL;
+		const char *m = known_method(r->method);
+		if (!m) { /* not written by this version: nothing can send it */
+			log_error("bot %s: dropped a pending %s call (unknown method) from the outbox",
+				  bot_id(b), r->method);
+			ack(b, r->id);
+			continue;
+		}
+		enqueue(b, r->id, r->chat_id, r->priority, m, r->body);
+		r->body = NULL;
 	}
+	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
+		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
 	if (lj->noutbox > 0)
 		log_info("bot %s: %d pending repl%s from before the restart", bot_id(b),
 			 lj->noutbox, lj->noutbox == 1 ? "y" : "ies");

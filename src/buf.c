@@ -48,16 +48,26 @@ int buf_putc(struct buf *b, char c)
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+	/* format once into the room there is; again only when it did not fit */
 	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
+	size_t room = b->cap > b->len ? b->cap - b->len : 0;
+	int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap2);
 	va_end(ap2);
-	if (n < 0)
+	if (n < 0) {
+		if (room)
+			b->data[b->len] = '\0';
 		return -EINVAL;
-	int rc = buf_reserve(b, (size_t)n);
-	if (rc)
-		return rc;
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
+	if ((size_t)n >= room) {
+		int rc = buf_reserve(b, (size_t)n);
+		if (rc) {
+			if (room)
+				b->data[b->len] = '\0';
+			return rc;
+		}
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
 	b->len += (size_t)n;
 	return 0;
 }

@@ -1329,6 +1329,38 @@ static void find_cut(struct scan *sc, size_t s, size_t limit, size_t *end,
 	*end = e;
 }
 
+/* Splits the common reply, plain text that fits, without tokens: true
+ * when it did (*rc as markup_split returns). Plain means no byte the mode
+ * gives a meaning to; a chunk is at most `limit` UTF-16 units and a text
+ * has no more units than bytes. The result is the one the tokens give: the
+ * text without its trailing whitespace, nothing when that leaves nothing. */
+static bool split_plain(enum parse_mode mode, const char *text, size_t len,
+			size_t limit, char ***out, int *rc)
+{
+	const char *special = mode == PARSE_MODE_HTML	     ? "<>&"
+			      : mode == PARSE_MODE_MARKDOWNV2 ? "_*[]()~`>#+-=|{}.!\n\\"
+							      : "";
+	if (len > limit || !utf8_valid(text, len, NULL))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!text[i] || strchr(special, text[i]))
+			return false;
+	while (len && is_ascii_ws((unsigned char)text[len - 1]))
+		len--;
+	*rc = 0;
+	if (!len)
+		return true;
+	char **v = malloc(sizeof(*v));
+	if (!v || !(v[0] = strndup(text, len))) {
+		free(v);
+		*rc = -ENOMEM;
+		return true;
+	}
+	*out = v;
+	*rc = 1;
+	return true;
+}
+
 int markup_split(enum parse_mode mode, const char *text, size_t len,
 		 size_t limit, char ***out)
 {
@@ -1339,6 +1371,8 @@ int markup_split(enum parse_mode mode, const char *text, size_t len,
 	*out = NULL;
 	if (limit == 0)
 		limit = 1;
+	if (text && split_plain(mode, text, len, limit, out, &rc))
+		return rc;
 	rc = scan_run(&sc, mode, text, len, true);
 	if (rc)
 		goto out;

@@ -199,20 +199,38 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 	cJSON_Delete(result.root);
 }
 
-int tg_req_call(struct tg_req *r, const char *token, const char *method,
-		const char *body, size_t len, long timeout_ms, tg_done_cb cb,
-		void *arg)
+/* Points the easy handle at base/bot<token>/<method>, unless it already
+ * is: a send slot calls the same method again and again. */
+static int set_url(struct tg_req *r, const char *token, const char *method)
+{
+	size_t blen = strlen(r->api->base), tlen = strlen(token), mlen = strlen(method);
+	const char *u = r->url.data;
+	if (u && r->url.len == blen + 4 + tlen + 1 + mlen &&
+	    !memcmp(u + blen + 4, token, tlen) && u[blen + 4 + tlen] == '/' &&
+	    !memcmp(u + blen + 4 + tlen + 1, method, mlen))
+		return 0;
+	buf_reset(&r->url);
+	if (buf_printf(&r->url, "%s/bot%s/%s", r->api->base, token, method))
+		return -ENOMEM;
+	curl_easy_setopt(r->easy, CURLOPT_URL, r->url.data);
+	return 0;
+}
+
+struct buf *tg_req_body(struct tg_req *r)
+{
+	buf_reset(&r->body);
+	return &r->body;
+}
+
+int tg_req_send(struct tg_req *r, const char *token, const char *method,
+		long timeout_ms, tg_done_cb cb, void *arg)
 {
 	if (r->busy)
 		return -EBUSY;
-	buf_reset(&r->url);
-	buf_reset(&r->body);
 	buf_reset(&r->resp);
-	if (buf_printf(&r->url, "%s/bot%s/%s", r->api->base, token, method) ||
-	    buf_append(&r->body, body, len))
+	if (set_url(r, token, method) || (!r->body.data && buf_append(&r->body, "", 0)))
 		return -ENOMEM;
 	r->errbuf[0] = '\0';
-	curl_easy_setopt(r->easy, CURLOPT_URL, r->url.data);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body.data);
 	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)r->body.len);
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -222,4 +240,15 @@ int tg_req_call(struct tg_req *r, const char *token, const char *method,
 	if (!rc)
 		r->busy = true;
 	return rc;
+}
+
+int tg_req_call(struct tg_req *r, const char *token, const char *method,
+		const char *body, size_t len, long timeout_ms, tg_done_cb cb,
+		void *arg)
+{
+	if (r->busy)
+		return -EBUSY;
+	if (buf_append(tg_req_body(r), body, len))
+		return -ENOMEM;
+	return tg_req_send(r, token, method, timeout_ms, cb, arg);
 }

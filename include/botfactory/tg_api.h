@@ -89,6 +89,12 @@ void tg_req_free(struct tg_req *r);
 int tg_req_call(struct tg_req *r, const char *token, const char *method,
 		const char *body, size_t len, long timeout_ms, tg_done_cb cb,
 		void *arg);
+/* The request's body, emptied, for the caller to write the next call's
+ * JSON into (owned by the request; not while a call is in progress). */
+struct buf *tg_req_body(struct tg_req *r);
+/* Like tg_req_call with the body written into tg_req_body(r). */
+int tg_req_send(struct tg_req *r, const char *token, const char *method,
+		long timeout_ms, tg_done_cb cb, void *arg);
 /* Abandons the call in progress, if any (no callback). */
 void tg_req_cancel(struct tg_req *r);
 

@@ -387,6 +387,47 @@ static void test_split_plain(void **state)
 	split_eq(NONE, "aaaa\n\n\n\n\n\n\nbbbb", 4, CHUNKS("aaaa", "bbbb"));
 }
 
+/* Short text without markup takes a path without tokens: it must give
+ * exactly what the tokens give. */
+static void test_split_short_plain(void **state)
+{
+	(void)state;
+	split_eq(HTML, "  Hello there \n\t\r ", 4096, CHUNKS("  Hello there"));
+	split_eq(MD, "Hello there  ", 100, CHUNKS("Hello there"));
+	split_eq(NONE, "a < b & c > d\n", 100, CHUNKS("a < b & c > d"));
+	char **v = (char **)&v;
+	assert_int_equal(markup_split(HTML, " \t\r\n ", 5, 10, &v), 0);
+	assert_null(v);
+	assert_int_equal(markup_split(MD, " \t ", 3, 10, &v), 0);
+	assert_null(v);
+	/* with multi-byte characters a text shows fewer units than it has
+	 * bytes: a limit between the two takes the token path for the same
+	 * text, and both must agree */
+	static const char *const texts[] = {
+		"caf\xC3\xA9 \xF0\x9F\x98\x80  ",
+		"  \xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82\t\r",
+		"\xF0\x9F\x91\x8B",
+		" \xE2\x80\x83 ", /* an em space is not ASCII whitespace: visible */
+	};
+	const enum parse_mode modes[] = {HTML, MD, NONE};
+	for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++)
+		for (size_t m = 0; m < 3; m++) {
+			size_t len = strlen(texts[t]);
+			size_t units = markup_visible_len(modes[m], texts[t], len);
+			assert_true(units < len);
+			char **fast = NULL, **slow = NULL;
+			int nf = markup_split(modes[m], texts[t], len, len, &fast);
+			int ns = markup_split(modes[m], texts[t], len, units, &slow);
+			assert_int_equal(nf, 1);
+			assert_int_equal(ns, 1);
+			assert_string_equal(fast[0], slow[0]);
+			free(fast[0]);
+			free(slow[0]);
+			free(fast);
+			free(slow);
+		}
+}
+
 static void test_split_empty(void **state)
 {
 	(void)state;
@@ -531,6 +572,7 @@ int main(void)
 		cmocka_unit_test(test_escape_inside_markup),
 		cmocka_unit_test(test_visible_len),
 		cmocka_unit_test(test_split_plain),
+		cmocka_unit_test(test_split_short_plain),
 		cmocka_unit_test(test_split_empty),
 		cmocka_unit_test(test_split_html_reopen),
 		cmocka_unit_test(test_split_atomic),
