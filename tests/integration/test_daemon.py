@@ -2,6 +2,7 @@
 conversations over HTTP, per-bot error handling, shutdown."""
 
 import os
+import sqlite3
 import stat
 import unittest
 
@@ -90,6 +91,30 @@ class StartTest(BotTest):
         b.restart()
         self.wait_polling(103)
         self.assertEqual(b.stop(), 0)
+
+
+    def test_pending_call_of_unknown_method_is_dropped(self):
+        tok = self.token(104)
+        d = self.daemon({"hi.yaml": self.spec(HELLO, "T")}, env={"T": tok})
+        self.wait_polling(104)
+        self.fb.message(104, "/start", user_id=1, first_name="Di")
+        self.texts(104, 1)
+        self.assertEqual(d.stop(), 0)
+        # a row no version of this daemon writes (a newer one might)
+        db = sqlite3.connect(d.db)
+        with db:
+            db.execute("INSERT INTO outbox(id, chat, method, body) SELECT (no << 40) + 999, 1,"
+                       " 'sendSticker', '{}' FROM bots WHERE id='hi'")
+        db.close()
+        d.restart()
+        d.wait_log(r"bot hi: dropped a pending sendSticker call \(unknown method\)")
+        self.wait_polling(104)
+        self.fb.message(104, "/start", user_id=1, first_name="Di")
+        self.texts(104, 2)
+        self.assertEqual(d.stop(), 0)
+        db = sqlite3.connect(d.db)
+        self.assertEqual(db.execute("SELECT count(*) FROM outbox").fetchone()[0], 0)
+        db.close()
 
 
 class ConversationTest(BotTest):
