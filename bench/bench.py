@@ -525,8 +525,14 @@ def phase_headline(reps, n=20000, chats=100):
             thr.setdefault(k, []).append(v)
     summary("\nbotfactoryd per thread (median µs/update): " +
             ", ".join("%s %.1f" % (k, median(v)) for k, v in sorted(thr.items())))
+    # each rep runs the two back to back: the ratio within a rep cancels
+    # the drift of a noisy machine between reps
+    paired = [b["schedstat_us"] / f["schedstat_us"] for b, f in zip(d, runs["floor"])]
+    summary("\nbotfactoryd / floor within each rep (schedstat): %s; median **%.2fx**"
+            % (" / ".join("%.2f" % r for r in paired), median(paired)))
     record("headline_summary", floor=fl, botfactoryd=median([m["cpu_us"] for m in d]),
-           floor_naive=median([m["cpu_us"] for m in runs["floor-naive"]]))
+           floor_naive=median([m["cpu_us"] for m in runs["floor-naive"]]),
+           paired_ratio=median(paired))
 
 
 def phase_chats(reps, n=20000):
