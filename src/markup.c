@@ -59,6 +59,7 @@ struct scan {
 	const char *s;
 	size_t len;
 	bool record; /* keep tokens and entities (for the splitter) */
+	bool prefix; /* the text is a beginning: leave what is open open */
 	struct tok *toks;
 	size_t ntok, ctok;
 	struct ent *ents;
@@ -991,6 +992,8 @@ static int scan_md(struct scan *sc)
 			return rc;
 		i = n;
 	}
+	if (sc->prefix)
+		return 0;
 	if (have_quote) {
 		struct frame *f = &sc->stack[sc->depth - 1];
 		if (f->type == M_SPOILER && f->off + 2 == len) {
@@ -1129,6 +1132,24 @@ out:
 	if (rc)
 		buf_truncate(out, orig);
 	return rc;
+}
+
+bool markup_md_quote_open(const char *text, size_t len)
+{
+	struct scan sc;
+	if (!len || text[len - 1] == '\n')
+		return false;
+	memset(&sc, 0, sizeof(sc));
+	sc.mode = PARSE_MODE_MARKDOWNV2;
+	sc.s = text;
+	sc.len = len;
+	sc.prefix = true;
+	if (!utf8_valid(text, len, NULL) || scan_md(&sc))
+		return false;
+	for (size_t k = 0; k < sc.depth; k++)
+		if (sc.stack[k].type == M_QUOTE)
+			return true;
+	return false;
 }
 
 size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len)

@@ -263,6 +263,32 @@ int template_check_markup(const struct template *t, enum parse_mode mode,
 	return rc;
 }
 
+/* Appends value v escaped for mode. In MarkdownV2 a line break of a value
+ * written inside a block quotation continues the quotation ("\n>"): the
+ * rest of the value stays quoted, and formatting opened before it can be
+ * closed after it (a quotation ended by the value would leave it open
+ * across the quotation's end, which Telegram refuses). out[orig..] is the
+ * message rendered so far. */
+static int render_value(enum parse_mode mode, struct buf *out, size_t orig, const char *v)
+{
+	const char *nl = mode == PARSE_MODE_MARKDOWNV2 ? strchr(v, '\n') : NULL;
+	if (!nl || out->len <= orig || !markup_md_quote_open(out->data + orig, out->len - orig))
+		return markup_escape(mode, out, v, strlen(v));
+	for (;;) {
+		int rc = markup_escape(mode, out, v, (size_t)(nl - v));
+		if (rc)
+			return rc;
+		if (!*nl)
+			return 0;
+		if ((rc = buf_append(out, "\n>", 2)))
+			return rc;
+		v = nl + 1;
+		nl = strchr(v, '\n');
+		if (!nl)
+			nl = v + strlen(v);
+	}
+}
+
 int template_render(const struct template *t, enum parse_mode mode,
 		    template_lookup_fn lookup, void *ctx, struct buf *out)
 {
@@ -275,7 +301,7 @@ int template_render(const struct template *t, enum parse_mode mode,
 		} else {
 			const char *v = lookup ? lookup(ctx, p->text) : NULL;
 			if (v)
-				rc = markup_escape(mode, out, v, strlen(v));
+				rc = render_value(mode, out, orig, v);
 		}
 		if (rc)
 			goto out;

@@ -6,6 +6,7 @@
 #ifndef BOTFACTORY_MARKUP_H
 #define BOTFACTORY_MARKUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "botfactory/buf.h"
@@ -66,5 +67,12 @@ size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len);
  * -ENOMEM. */
 int markup_split(enum parse_mode mode, const char *text, size_t len,
 		 size_t limit, char ***out);
+
+/* True when MarkdownV2 text[0..len), the beginning of a message, ends in
+ * the middle of a line of a block quotation: a line break written there
+ * must be followed by '>' for the text after it to stay quoted. False at
+ * the start of a line, outside quotations, and for text that is not
+ * well-formed so far. */
+bool markup_md_quote_open(const char *text, size_t len);
 
 #endif

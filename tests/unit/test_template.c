@@ -232,6 +232,35 @@ static void test_render(void **state)
 	template_free(t);
 }
 
+/* A line break in a value stays inside a MarkdownV2 quotation it is
+ * written in, and changes nothing anywhere else. */
+static void test_render_newline_in_quote(void **state)
+{
+	(void)state;
+	struct kv vals[] = {{"v", "a\nb.\nc"}, {NULL, NULL}};
+	const enum parse_mode md = PARSE_MODE_MARKDOWNV2;
+	render_eq(">Note: *{{v}}*", md, lookup, vals, ">>>Note: *a\n>b\\.\n>c*");
+	render_eq("**>Note {{v}} end||", md, lookup, vals, ">>**>Note a\n>b\\.\n>c end||");
+	/* not in a quotation: as it is (the buffer's ">>" is not this message) */
+	render_eq("*{{v}}*", md, lookup, vals, ">>*a\nb\\.\nc*");
+	render_eq("\\>no {{v}}", md, lookup, vals, ">>\\>no a\nb\\.\nc");
+	render_eq(">q\n{{v}}", md, lookup, vals, ">>>q\na\nb\\.\nc");
+	render_eq("<blockquote>{{v}}</blockquote>", PARSE_MODE_HTML, lookup, vals,
+		  ">><blockquote>a\nb.\nc</blockquote>");
+	/* and the quoted result is well-formed where the plain one was not */
+	static const char *const srcs[] = {">Note: *{{v}}*", "**>Note {{v}} end||", ">_{{v}}_ x"};
+	for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+		struct template *t = parse_ok(srcs[i]);
+		struct buf b = BUF_INIT;
+		size_t off;
+		const char *msg;
+		assert_int_equal(template_render(t, md, lookup, vals, &b), 0);
+		assert_int_equal(markup_check(md, b.data, b.len, &off, &msg), 0);
+		buf_free(&b);
+		template_free(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -240,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_blank),
 		cmocka_unit_test(test_check_markup),
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_render_newline_in_quote),
 	};
 	return cmocka_run_group_tests_name("template", tests, NULL, NULL);
 }
