@@ -684,6 +684,8 @@ static int cmp_id(const void *a, const void *b)
 
 int store_outbox_delete(struct store *st, int64_t *ids, size_t n)
 {
+	if (!n) /* ids may then be NULL, which qsort must not see */
+		return 0;
 	/* replies are acknowledged mostly in the order they were added: one
 	 * statement per run of consecutive ids instead of one per row */
 	qsort(ids, n, sizeof(*ids), cmp_id);

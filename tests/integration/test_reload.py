@@ -66,6 +66,25 @@ class ReloadTest(BotTest):
         finally:
             db.close()
 
+    def test_without_inotify_the_directory_is_rescanned(self):
+        # every inotify watch fails, as when the system's limit is reached
+        env = {"T": self.tok, "LD_PRELOAD": os.environ["NO_INOTIFY"],
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        d = self.daemon({}, env=env)
+        d.wait_log(r"cannot watch .*specs \(no space left on device\): rescanning it every 2 s instead")
+        d.wait_log(r"0 spec files in .*")
+        self.write(d, "hi.yaml", hello("v1"))
+        self.wait_polling(BOT, timeout=10)
+        self.assertEqual(self.ask(), "v1")
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v2"))
+        d.wait_log(r"bot hi: spec reloaded", start=mark, timeout=10)
+        self.assertEqual(self.ask(), "v2")
+        mark = len(d.lines)
+        os.unlink(os.path.join(d.specs_dir, "hi.yaml"))
+        d.wait_log(r"bot hi: its spec file is gone", start=mark, timeout=10)
+        self.assertEqual(d.stop(), 0)
+
     def test_add_change_break_fix_delete(self):
         d = self.start({})
         d.wait_log(r"0 spec files in .* \(watched\)")
