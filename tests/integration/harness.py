@@ -42,10 +42,12 @@ class Daemon:
         self.args = list(args)
         self.proc = None
         self.lines = []
+        self.eof = False  # the reader has seen the end of the output
         self.cond = threading.Condition()
         self.reader = None
 
     def start(self):
+        self.eof = False
         cmd = [self.binary, "--specs", self.specs_dir, "--db", self.db,
                "--telegram-api", self.api_url, "--poll-timeout", "5",
                "--request-timeout", "3", "--log-level", "debug"] + self.args
@@ -62,6 +64,7 @@ class Daemon:
                 self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self.cond.notify_all()
         with self.cond:
+            self.eof = True
             self.cond.notify_all()
 
     def log(self):
@@ -80,7 +83,9 @@ class Daemon:
                         return i
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and i >= len(self.lines)):
+                # an exited process may still have lines in the pipe: give
+                # up early only once the reader has seen the end
+                if left <= 0 or (self.eof and i >= len(self.lines)):
                     raise TimeoutError("no log line matching %r within %.1fs; log:\n%s"
                                        % (pattern, timeout, "\n".join(self.lines)))
                 self.cond.wait(left)
