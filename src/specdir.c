@@ -6,6 +6,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -426,6 +429,21 @@ static void scan_after(uv_work_t *w, int status)
 	s->nfiles = 0;
 	unsigned found = (unsigned)sd->nfiles;
 	scan_free(s);
+#ifdef __GLIBC__
+	/* The rescan allocated on a thread-pool thread, so in that thread's
+	 * glibc arena (each pool thread has its own), and the loop has just
+	 * freed here what the previous rescan made there: the replaced specs
+	 * (a full rescan) and the last table. Small chunks freed by another
+	 * thread wait in the arena's fastbins, unmerged, and a non-main arena
+	 * only gives back memory at its top: each arena kept the free memory
+	 * of a whole fleet's specs, and the RSS crept up with every rescan
+	 * that ran on another pool thread (1,000 bots: +9 MiB after 100
+	 * SIGHUPs, +1.2 MiB from the 30 s rescans). malloc_trim merges the
+	 * fastbins and gives the free pages of every arena back (~1 ms for a
+	 * full rescan of 1,000 bots, ~0.1 ms for a quiet one). What it cannot
+	 * give back is pinned by the threads' malloc caches (tcache). */
+	malloc_trim(0);
+#endif
 	/* the next slow rescan: quick while the directory is missing or not
 	 * watched, else only to catch dropped events */
 	uv_timer_start(&sd->periodic, on_periodic,
