@@ -72,6 +72,8 @@ struct specdir {
 	bool first_done;
 	void (*first)(void *arg, unsigned nfiles);
 	void *first_arg;
+	uv_work_t trim;       /* malloc_trim after a rescan, on the pool */
+	bool trimming;
 	int handles;
 	bool closing;
 	void (*closed)(void *arg);
@@ -385,6 +387,42 @@ static void ensure_watch(struct specdir *sd, uint64_t dev, uint64_t ino)
 
 static void on_periodic(uv_timer_t *t);
 
+#ifdef __GLIBC__
+/* A rescan allocates on a pool thread, in that thread's glibc arena, and
+ * the loop frees it (the replaced specs, the last file table): small
+ * chunks freed by another thread wait unmerged in the arena's fastbins,
+ * and an arena other than the main one only gives back memory at its
+ * top, so each pool thread's arena kept a fleet's worth of free memory
+ * and the RSS crept up with every rescan (1,000 bots: +9 MiB after 100
+ * SIGHUPs). malloc_trim merges and returns it. It runs on the pool: with
+ * 10,000 bots it takes 12-19 ms, too long for the loop. Pages held by the
+ * threads' malloc caches (tcache) stay. */
+static void trim_work(uv_work_t *w)
+{
+	(void)w;
+	malloc_trim(0);
+}
+
+static void trim_after(uv_work_t *w, int status)
+{
+	(void)status;
+	struct specdir *sd = w->data;
+	sd->trimming = false;
+	release(sd);
+}
+
+static void trim_soon(struct specdir *sd)
+{
+	if (sd->trimming || sd->closing)
+		return;
+	sd->trim.data = sd;
+	if (uv_queue_work(sd->loop, &sd->trim, trim_work, trim_after))
+		return; /* only memory is at stake: the next rescan tries again */
+	sd->trimming = true;
+	sd->handles++;
+}
+#endif
+
 static void scan_after(uv_work_t *w, int status)
 {
 	struct scan *s = w->data;
@@ -430,19 +468,7 @@ static void scan_after(uv_work_t *w, int status)
 	unsigned found = (unsigned)sd->nfiles;
 	scan_free(s);
 #ifdef __GLIBC__
-	/* The rescan allocated on a thread-pool thread, so in that thread's
-	 * glibc arena (each pool thread has its own), and the loop has just
-	 * freed here what the previous rescan made there: the replaced specs
-	 * (a full rescan) and the last table. Small chunks freed by another
-	 * thread wait in the arena's fastbins, unmerged, and a non-main arena
-	 * only gives back memory at its top: each arena kept the free memory
-	 * of a whole fleet's specs, and the RSS crept up with every rescan
-	 * that ran on another pool thread (1,000 bots: +9 MiB after 100
-	 * SIGHUPs, +1.2 MiB from the 30 s rescans). malloc_trim merges the
-	 * fastbins and gives the free pages of every arena back (~1 ms for a
-	 * full rescan of 1,000 bots, ~0.1 ms for a quiet one). What it cannot
-	 * give back is pinned by the threads' malloc caches (tcache). */
-	malloc_trim(0);
+	trim_soon(sd);
 #endif
 	/* the next slow rescan: quick while the directory is missing or not
 	 * watched, else only to catch dropped events */
