@@ -34,16 +34,23 @@ static void run_group(struct dbq *q, struct dbq_job *jobs)
 		j->rc = 0;
 		if (store_savepoint(q->st)) {
 			j->rc = -EIO;
-			continue;
+		} else {
+			j->run(j, q->st);
+			if (j->rc ? store_rollback_to(q->st) : store_release(q->st))
+				j->rc = j->rc ? j->rc : -EIO;
 		}
-		j->run(j, q->st);
-		if (j->rc ? store_rollback_to(q->st) : store_release(q->st))
-			j->rc = j->rc ? j->rc : -EIO;
+		/* Some errors (a full disk, an I/O error, an interrupt) make
+		 * SQLite roll the whole transaction back by itself: the jobs
+		 * before this one are gone too, and the next SAVEPOINT would
+		 * open a transaction of its own that RELEASE commits, outside
+		 * the group. Nothing of the group is kept: all of it fails. */
+		if (!store_in_txn(q->st))
+			rc = -EIO;
 	}
 	if (!rc && store_commit(q->st)) {
 		store_rollback(q->st);
 		rc = -EIO;
-	} else if (rc) {
+	} else if (rc && store_in_txn(q->st)) {
 		store_rollback(q->st);
 	}
 	if (rc) {

@@ -187,7 +187,7 @@ struct bot_info {
 };
 
 struct store {
-	sqlite3 *db;
+	sqlite3 *db; /* first: tests/unit/test_store.c reaches it to inject errors */
 	sqlite3_stmt *stmt[S_COUNT];
 	int lock_fd; /* flock'ed: one daemon per database */
 	struct absent *absent;
@@ -417,6 +417,11 @@ int store_rollback(struct store *st)
 {
 	absent_forget(st);
 	return exec_stmt(st, prep(st, S_ROLLBACK), "rollback");
+}
+
+bool store_in_txn(struct store *st)
+{
+	return !sqlite3_get_autocommit(st->db);
 }
 
 int store_savepoint(struct store *st)

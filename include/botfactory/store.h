@@ -34,6 +34,9 @@ void store_close(struct store *st);
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 int store_rollback(struct store *st);
+/* True while a transaction is open (SQLite may roll one back by itself
+ * after a full disk, an I/O error or an interrupt). */
+bool store_in_txn(struct store *st);
 int store_savepoint(struct store *st);
 int store_release(struct store *st);
 int store_rollback_to(struct store *st);

@@ -444,6 +444,93 @@ static void test_dbq_group_commit(void **state)
 	store_outbox_free(rows, (size_t)n);
 }
 
+/* Some statement errors (SQLITE_INTERRUPT here; a full disk or an I/O
+ * error do the same) make SQLite roll the whole transaction back by
+ * itself. Nothing of the group may then be kept, and every job of it must
+ * be reported failed (to be retried): a job reported failed whose writes
+ * were committed would be handled twice. */
+struct ar_job {
+	struct dbq_job base;
+	int kind;
+	uv_sem_t *started, *go; /* kind 0 says it runs, then waits: the
+				   others queue up meanwhile, in one group */
+	int *ndone;
+};
+
+static int interrupt_now(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+static void ar_run(struct dbq_job *j, struct store *st)
+{
+	struct ar_job *x = (struct ar_job *)j;
+	sqlite3 *db = *(sqlite3 **)st; /* struct store's first member */
+	switch (x->kind) {
+	case 0:
+		uv_sem_post(x->started);
+		uv_sem_wait(x->go);
+		break;
+	case 1:
+		j->rc = store_offset_set(st, "one", 1, 100);
+		break;
+	case 2:
+		sqlite3_progress_handler(db, 1, interrupt_now, NULL);
+		j->rc = store_offset_set(st, "two", 1, 200);
+		sqlite3_progress_handler(db, 0, NULL, NULL);
+		break;
+	case 3:
+		j->rc = store_offset_set(st, "three", 1, 300);
+		break;
+	}
+}
+
+static void ar_done(struct dbq_job *j)
+{
+	(*((struct ar_job *)j)->ndone)++;
+}
+
+static void test_dbq_transaction_lost_midway(void **state)
+{
+	struct fixture *f = *state;
+	uv_loop_t loop;
+	uv_sem_t started, go;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(uv_sem_init(&started, 0), 0);
+	assert_int_equal(uv_sem_init(&go, 0), 0);
+	struct dbq *q = NULL;
+	assert_int_equal(dbq_start(&loop, f->st, &q), 0);
+	int ndone = 0;
+	struct ar_job jobs[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct ar_job){{ar_run, ar_done, 0, NULL}, i, &started, &go, &ndone};
+		dbq_submit(q, &jobs[i].base);
+		if (i == 0) /* job 0's group has begun: 1-3 form the next */
+			uv_sem_wait(&started);
+	}
+	uv_sem_post(&go);
+	while (ndone < 4)
+		uv_run(&loop, UV_RUN_ONCE);
+	int is_closed = 0;
+	dbq_stop(q, closed, &is_closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	uv_sem_destroy(&go);
+	uv_sem_destroy(&started);
+	assert_int_not_equal(jobs[1].base.rc, 0);
+	assert_int_not_equal(jobs[2].base.rc, 0);
+	assert_int_not_equal(jobs[3].base.rc, 0);
+	static const char *const bots[] = {"one", "two", "three"};
+	for (int i = 0; i < 3; i++) {
+		int64_t off = -1;
+		assert_int_equal(store_offset_get(f->st, bots[i], 1, &off), 0);
+		assert_int_equal(off, 0); /* reported failed: nothing kept */
+	}
+	/* and the store works on */
+	assert_int_equal(store_offset_set(f->st, "three", 1, 300), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +543,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outbox_delete_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_schema_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dbq_transaction_lost_midway, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
