@@ -64,7 +64,7 @@ struct out_item {
 	int64_t id;
 	int64_t chat;
 	int priority;
-	const char *method; /* static: see known_method */
+	const char *method; /* static: see engine_method */
 	char *body; /* JSON without chat_id */
 	int attempts;
 	struct out_item *next;
@@ -609,17 +609,6 @@ static void item_free(struct out_item *it)
 {
 	free(it->body);
 	free(it);
-}
-
-/* The static name of a Bot API method the daemon sends (what the outbox
- * stores), or NULL for any other. */
-static const char *known_method(const char *m)
-{
-	static const char *const known[] = {"sendMessage", "answerCallbackQuery"};
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (!strcmp(m, known[i]))
-			return known[i];
-	return NULL;
 }
 
 /* Takes an outbox row into the send queues (the body is moved). */
@@ -1438,7 +1427,7 @@ static void load_done(struct dbq_job *j)
 	b->loaded = true;
 	for (int i = 0; i < lj->noutbox; i++) {
 		struct outbox_row *r = &lj->outbox[i];
-		const char *m = known_method(r->method);
+		const char *m = engine_method(r->method);
 		if (!m) { /* not written by this version: nothing can send it */
 			log_error("bot %s: dropped a pending %s call (unknown method) from the outbox",
 				  bot_id(b), r->method);

@@ -833,6 +833,20 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 
 /* ---- Bot API JSON ------------------------------------------------------------- */
 
+/* The methods engine_action_json writes, by action kind. */
+static const char *const methods[] = {
+	[ACTION_SEND] = "sendMessage",
+	[ACTION_ANSWER_CALLBACK] = "answerCallbackQuery",
+};
+
+const char *engine_method(const char *name)
+{
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (methods[i] && !strcmp(name, methods[i]))
+			return methods[i];
+	return NULL;
+}
+
 int engine_action_json(const struct action *a, bool with_chat,
 		       const char **method, char **json)
 {
@@ -841,14 +855,14 @@ int engine_action_json(const struct action *a, bool with_chat,
 	if (!o)
 		return -ENOMEM;
 	if (a->kind == ACTION_ANSWER_CALLBACK) {
-		*method = "answerCallbackQuery";
+		*method = methods[ACTION_ANSWER_CALLBACK];
 		if (!cJSON_AddStringToObject(o, "callback_query_id",
 					     a->callback_id ? a->callback_id : ""))
 			goto out;
 		if (a->text && !cJSON_AddStringToObject(o, "text", a->text))
 			goto out;
 	} else {
-		*method = "sendMessage";
+		*method = methods[ACTION_SEND];
 		if ((with_chat && !cJSON_AddNumberToObject(o, "chat_id", (double)a->chat_id)) ||
 		    !cJSON_AddStringToObject(o, "text", a->text ? a->text : ""))
 			goto out;

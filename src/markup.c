@@ -1146,10 +1146,13 @@ bool markup_md_quote_open(const char *text, size_t len)
 	sc.prefix = true;
 	if (!utf8_valid(text, len, NULL) || scan_md(&sc))
 		return false;
-	for (size_t k = 0; k < sc.depth; k++)
-		if (sc.stack[k].type == M_QUOTE)
-			return true;
-	return false;
+	bool quote = false;
+	for (size_t k = 0; k < sc.depth; k++) {
+		if (sc.stack[k].type == M_CODE || sc.stack[k].type == M_PRE)
+			return false; /* there '>' is text, and a break is fine */
+		quote = quote || sc.stack[k].type == M_QUOTE;
+	}
+	return quote;
 }
 
 size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len)

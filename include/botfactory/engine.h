@@ -97,4 +97,9 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 int engine_action_json(const struct action *a, bool with_chat,
 		       const char **method, char **json);
 
+/* The static string engine_action_json uses for the method called name,
+ * or NULL when it writes no such call (the daemon keeps method names of
+ * its outbox as these pointers). */
+const char *engine_method(const char *name);
+
 #endif

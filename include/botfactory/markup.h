@@ -71,7 +71,8 @@ int markup_split(enum parse_mode mode, const char *text, size_t len,
 /* True when MarkdownV2 text[0..len), the beginning of a message, ends in
  * the middle of a line of a block quotation: a line break written there
  * must be followed by '>' for the text after it to stay quoted. False at
- * the start of a line, outside quotations, and for text that is not
+ * the start of a line, outside quotations, inside code or pre (where a
+ * line break is text and '>' would show), and for text that is not
  * well-formed so far. */
 bool markup_md_quote_open(const char *text, size_t len);
 

@@ -72,6 +72,30 @@ static char *json_of(const struct action *a, const char **method)
 	return j;
 }
 
+/* The daemon keeps an outbox row's method as engine_method's pointer: every
+ * call the engine writes must be known to it, and nothing else. */
+static void test_every_method_is_known(void **state)
+{
+	(void)state;
+	char text[] = "x", id[] = "1";
+	struct action acts[2] = {{0}, {0}};
+	acts[0].kind = ACTION_SEND;
+	acts[0].text = text;
+	acts[1].kind = ACTION_ANSWER_CALLBACK;
+	acts[1].callback_id = id;
+	for (size_t i = 0; i < 2; i++) {
+		const char *m = NULL;
+		char *j = json_of(&acts[i], &m);
+		assert_ptr_equal(engine_method(m), m);
+		char copy[64];
+		snprintf(copy, sizeof(copy), "%s", m);
+		assert_ptr_equal(engine_method(copy), m);
+		free(j);
+	}
+	assert_null(engine_method("sendSticker"));
+	assert_null(engine_method(""));
+}
+
 static void test_send_json_with_keyboard(void **state)
 {
 	(void)state;
@@ -443,6 +467,7 @@ int main(void)
 		cmocka_unit_test(test_markdown_escaping),
 		cmocka_unit_test(test_step_is_pure),
 		cmocka_unit_test(test_unknown_command_lists_menu),
+		cmocka_unit_test(test_every_method_is_known),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -261,6 +261,17 @@ static void test_render_newline_in_quote(void **state)
 	}
 }
 
+/* Inside code '>' is text, not a quotation mark: a value's line break
+ * there gains none (the code would show "a" and ">b"). */
+static void test_render_newline_in_quoted_code(void **state)
+{
+	(void)state;
+	struct kv vals[] = {{"v", "a\nb"}, {NULL, NULL}};
+	render_eq(">`{{v}}`", PARSE_MODE_MARKDOWNV2, lookup, vals, ">>>`a\nb`");
+	render_eq(">x ```\n{{v}} c```", PARSE_MODE_MARKDOWNV2, lookup, vals, ">>>x ```\na\nb c```");
+	assert_int_equal(markup_visible_len(PARSE_MODE_MARKDOWNV2, ">`a\nb`", 6), 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_check_markup),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_render_newline_in_quote),
+		cmocka_unit_test(test_render_newline_in_quoted_code),
 	};
 	return cmocka_run_group_tests_name("template", tests, NULL, NULL);
 }
