@@ -68,7 +68,7 @@ static const char usage_text[] =
 	"Runs every bot of the specs directory, each long-polling Telegram.\n"
 	"\n"
 	"  --specs DIR          spec files (*.yaml, *.yml, *.json)     [BOTFACTORY_SPECS, ./specs]\n"
-	"  --db PATH            SQLite database, created 0600          [BOTFACTORY_DB, ./botfactory.db]\n"
+	"  --db PATH            SQLite database (0600), one daemon each [BOTFACTORY_DB, ./botfactory.db]\n"
 	"  --telegram-api URL   Bot API base URL                       [BOTFACTORY_TELEGRAM_API, " DEFAULT_API "]\n"
 	"  --ca-file PEM        CA certificates for the Bot API        [BOTFACTORY_CA_FILE, the system's]\n"
 	"  --poll-timeout S     getUpdates long-poll timeout, 1-50 s   [BOTFACTORY_POLL_TIMEOUT, 30]\n"
