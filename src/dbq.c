@@ -47,12 +47,11 @@ static void run_group(struct dbq *q, struct dbq_job *jobs)
 		if (!store_in_txn(q->st))
 			rc = -EIO;
 	}
-	if (!rc && store_commit(q->st)) {
-		store_rollback(q->st);
+	if (!rc && store_commit(q->st))
 		rc = -EIO;
-	} else if (rc && store_in_txn(q->st)) {
+	/* (a failed COMMIT may have ended the transaction already) */
+	if (rc && store_in_txn(q->st))
 		store_rollback(q->st);
-	}
 	if (rc) {
 		log_error("database: a transaction failed; its %s will be retried",
 			  jobs && jobs->next ? "jobs" : "job");

@@ -1,6 +1,6 @@
 """Durability: kill -9 in the middle of a stream of updates loses nothing and
-applies no state transition twice; ask deadlines survive a restart; TLS
-with --ca-file."""
+applies no state transition twice; neither does a full disk; ask deadlines
+survive a restart; TLS with --ca-file."""
 
 import os
 import subprocess
@@ -35,6 +35,15 @@ flows:
         save: x
         timeout: 2s
         on_timeout: [{reply: "Too late, {{user.first_name}}"}]
+"""
+
+ASK = """
+flows:
+  - entry_cmd: /order
+    steps:
+      - ask: "Your name?"
+        save: name
+      - reply: "Thanks {{name}}"
 """
 
 BOT = 501
@@ -89,6 +98,40 @@ class CrashTest(BotTest):
         dupes = sum(len(t) - 4 for t in last.values())
         self.assertLessEqual(dupes, CHATS, "too many repeated replies")
         self.assertEqual(d.stop(), 0)
+
+    def test_a_full_disk_loses_and_doubles_nothing(self):
+        # writes to the database's log fail (ENOSPC) while `full` exists
+        tok = self.token(504)
+        full = os.path.join(tempfile.mkdtemp(prefix="bf-full-"), "full")
+        self.addCleanup(shutil.rmtree, os.path.dirname(full), True)
+        env = {"T": tok, "LD_PRELOAD": os.environ["FAIL_WAL"], "FAIL_WAL_TRIGGER": full,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        d = self.daemon({"ask.yaml": self.spec(ASK, "T")}, env=env)
+        self.wait_polling(504)
+        self.fb.message(504, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(504, 1), ["Your name?"])
+        # the disk fills up: the answer cannot be kept, so it is not
+        # confirmed to Telegram and nothing is sent for it
+        open(full, "w").close()
+        mark = len(d.lines)
+        self.fb.message(504, "Ann", user_id=9, first_name="Ann")
+        d.wait_log(r"database: .*disk is full", start=mark)
+        d.wait_log(r"database: a transaction failed; its jobs? will be retried", start=mark)
+        self.assertEqual(len(self.fb.sent(504, method="sendMessage")["calls"]), 1)
+        self.assertEqual(self.fb.state(504)["pending_updates"], 1)
+        # room again: the answer is handled once, after a backoff
+        os.unlink(full)
+        self.assertEqual(self.texts(504, 2, timeout=30), ["Your name?", "Thanks Ann"])
+        self.fb.message(504, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(504, 3)[2], "Your name?")
+        self.assertEqual(d.stop(), 0)
+        # nothing was left in the outbox to send again after a restart
+        d.restart()
+        self.wait_polling(504)
+        self.fb.message(504, "Bo", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(504, 4)[3], "Thanks Bo")
+        self.assertEqual(d.stop(), 0)
+        self.assertNotIn("cannot rollback", d.log())
 
     def test_deadline_fires_after_a_restart(self):
         tok = self.token(502)
