@@ -112,6 +112,8 @@ struct bot {
 	struct tg_req poll;
 	int64_t offset;
 	int backoff_ms;
+	unsigned failures; /* transient poll errors in a row */
+	long fail_http;    /* the last one's HTTP status (0: none came) */
 	uv_timer_t timer; /* poller retries */
 	bool loaded;      /* offset and outbox loaded */
 	bool polling;     /* a getUpdates is in flight */
@@ -896,12 +898,14 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 			}
 			break;
 		}
+		/* a warning for the first failure in a row, debug after */
+		log_msg(q && q->backoff_ms ? LOG_DEBUG : LOG_WARN,
+			"bot %s: sending to chat %" PRId64 " failed (%s), retrying",
+			bot_id(b), it->chat, res->description);
 		if (q) {
 			q->backoff_ms = next_backoff(q->backoff_ms);
 			pause_chat(b, q, now + q->backoff_ms);
 		}
-		log_warn("bot %s: sending to chat %" PRId64 " failed (%s), retrying",
-			 bot_id(b), it->chat, res->description);
 		break;
 	}
 	if (it && done) {
@@ -1243,9 +1247,14 @@ static void poll_error(struct bot *b, const char *method, const struct tg_result
 		break;
 	}
 	b->backoff_ms = next_backoff(b->backoff_ms);
+	/* a warning when a streak of failures starts or its kind changes
+	 * (another HTTP status, or none); the retries of an outage are debug
+	 * lines (10,000 bots would log 10,000 lines a minute) */
+	bool news = !b->failures++ || b->fail_http != res->http;
+	b->fail_http = res->http;
 	set_error(b, BOT_BACKOFF, "%s failed: %s", method, res->description);
-	log_warn("bot %s: %s failed (%s); retrying in %.1f s", bot_id(b), method,
-		 res->description, b->backoff_ms / 1000.0);
+	log_msg(news ? LOG_WARN : LOG_DEBUG, "bot %s: %s failed (%s); retrying in %.1f s",
+		bot_id(b), method, res->description, b->backoff_ms / 1000.0);
 	retry_in(b, b->backoff_ms);
 }
 
@@ -1313,6 +1322,11 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 	}
 	b->counters.polls++;
 	b->backoff_ms = 0;
+	if (b->failures) {
+		log_info("bot %s: polling again after %u failed attempt%s", bot_id(b),
+			 b->failures, b->failures == 1 ? "" : "s");
+		b->failures = 0;
+	}
 	if (b->status != BOT_RUNNING) {
 		b->status = BOT_RUNNING;
 		b->last_error[0] = '\0';

@@ -110,6 +110,25 @@ class FaultTest(BotTest):
         d.wait_log(r"bot a: sending to chat 3 failed")
         self.assertEqual(d.stop(), 0)
 
+    def test_an_outage_is_one_warning_and_one_recovery_line(self):
+        # at info level: a streak of failures is announced once, its
+        # retries are not logged, and the recovery says how long it was
+        d = self.two_bots(args=("--log-level", "info", "--poll-timeout", "1"))
+        self.wait_polling(A)
+        mark = len(d.lines)
+        self.fb.add_faults(A, {"method": "getUpdates", "status": 502},
+                           {"method": "getUpdates", "status": 502})
+        # the held poll ends on its own after --poll-timeout: the next two
+        # calls fail (retried after about 1 and 2 s), then polling works
+        d.wait_log(r"bot a: polling again after 2 failed attempts", start=mark, timeout=30)
+        failed = [l for l in d.lines[mark:] if "bot a: getUpdates failed" in l]
+        self.assertEqual(len(failed), 1, failed)
+        self.assertTrue(failed[0].startswith("warn: "), failed)
+        self.assert_b_answers()
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assertEqual(d.stop(), 0)
+
     def test_hung_poll_is_abandoned_and_retried(self):
         # poll timeout 1 s: the client deadline is 1 + 2 s
         d = self.two_bots(args=("--poll-timeout", "1"))
