@@ -137,12 +137,17 @@ static void on_stopped(struct bot *b, void *arg)
 	struct registry *r = e->reg;
 	if (bot_status(b) == BOT_REFUSED)
 		r->refused--;
+	const char *t = bot_token(b);
+	if (t && smap_get(&r->by_token, t) == e) /* start_entry claims it again */
+		smap_del(&r->by_token, t);
 	bot_free(b);
 	e->stopping = NULL;
 	r->stopping--;
 	if (r->closing) {
-		if (!e->bot)
+		if (!e->bot) {
+			smap_del(&r->by_id, e->id);
 			entry_free(e);
+		}
 		finish_close(r);
 		return;
 	}
@@ -157,7 +162,10 @@ static void on_stopped(struct bot *b, void *arg)
 	recheck_refused(r);
 }
 
-/* Stops the entry's bot (confirming its offset when the token changes). */
+/* Stops the entry's bot, confirming its offset to Telegram when asked. The
+ * entry keeps its claim on the token until the bot has stopped (on_stopped):
+ * another bot of the same token starts only after the confirmation, or it
+ * could be handed updates this one has already handled. */
 static void stop_bot(struct entry *e, bool confirm)
 {
 	struct registry *r = e->reg;
@@ -165,9 +173,6 @@ static void stop_bot(struct entry *e, bool confirm)
 	if (!b)
 		return;
 	e->bot = NULL;
-	const char *t = bot_token(b);
-	if (t && smap_get(&r->by_token, t) == e)
-		smap_del(&r->by_token, t);
 	e->stopping = b;
 	r->stopping++;
 	bot_stop(b, confirm, on_stopped, e);
@@ -240,7 +245,6 @@ static void recheck_refused(struct registry *r)
 		spec_unref(e->next);
 		e->next = spec_ref((struct spec *)bot_spec(e->bot));
 		stop_bot(e, false);
-		smap_put(&r->by_token, t, e);
 	}
 	free(rc.v);
 }
@@ -309,7 +313,10 @@ void registry_unload(struct registry *r, const char *id)
 	spec_unref(e->next);
 	e->next = NULL;
 	if (e->bot) {
-		stop_bot(e, false); /* the entry goes once its bot has stopped */
+		/* confirming the offset: the token may come back under another
+		 * id (a renamed file), which must not get these updates again;
+		 * the entry goes once its bot has stopped */
+		stop_bot(e, bot_status(e->bot) != BOT_REFUSED);
 	} else if (!e->stopping) {
 		smap_del(&r->by_id, e->id);
 		entry_free(e);
@@ -371,8 +378,10 @@ void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)
 		e->next = NULL;
 		if (e->bot)
 			stop_bot(e, false);
-		else if (!e->stopping)
+		else if (!e->stopping) {
+			smap_del(&r->by_id, e->id);
 			entry_free(e);
+		}
 	}
 	free(sa.v);
 	finish_close(r);
