@@ -518,7 +518,8 @@ static void load_run(struct dbq_job *j, struct store *st)
 struct write_job {
 	struct dbq_job job;
 	struct bot *bot;
-	const char *bot_id;
+	struct spec *spec; /* a reference: its id is read on the database
+			      thread, and a reload may swap the bot's spec */
 	int64_t *ids;
 	size_t nids;
 	char *commands;
@@ -530,9 +531,9 @@ static void write_run(struct dbq_job *j, struct store *st)
 	struct write_job *wj = (struct write_job *)j;
 	j->rc = store_outbox_delete(st, wj->ids, wj->nids);
 	if (!j->rc && wj->commands)
-		j->rc = store_bot_commands_set(st, wj->bot_id, wj->commands);
+		j->rc = store_bot_commands_set(st, wj->spec->id, wj->commands);
 	if (!j->rc && wj->from)
-		j->rc = store_migrate_chat(st, wj->bot_id, wj->from, wj->to);
+		j->rc = store_migrate_chat(st, wj->spec->id, wj->from, wj->to);
 }
 
 /* ---- sender ------------------------------------------------------------------- */
@@ -667,6 +668,7 @@ static void write_done(struct dbq_job *j)
 	b->jobs--;
 	free(wj->ids);
 	free(wj->commands);
+	spec_unref(wj->spec);
 	free(wj);
 	/* rows acknowledged meanwhile wait for the next batch or the timer,
 	 * like the others (maybe_stopped flushes them when stopping) */
@@ -682,7 +684,7 @@ static struct write_job *new_write_job(struct bot *b)
 		wj->job.run = write_run;
 		wj->job.done = write_done;
 		wj->bot = b;
-		wj->bot_id = bot_id(b);
+		wj->spec = spec_ref(b->spec);
 	}
 	return wj;
 }
@@ -909,10 +911,17 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		break;
 	}
 	if (it && done) {
-		if (q && q->head == it) {
-			q->head = it->next;
-			if (!q->head)
-				q->tail = NULL;
+		if (q) { /* the head, unless a migration put older items before it */
+			struct out_item **p = &q->head, *prev = NULL;
+			while (*p && *p != it) {
+				prev = *p;
+				p = &(*p)->next;
+			}
+			if (*p) {
+				*p = it->next;
+				if (q->tail == it)
+					q->tail = prev;
+			}
 		}
 		ack(b, it->id);
 		item_free(it);

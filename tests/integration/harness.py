@@ -193,6 +193,18 @@ class BotTest(unittest.TestCase):
                                       timeout=left)
         return calls
 
+    def wait_faults_taken(self, bot_id, left=0, timeout=10.0):
+        """Waits until only `left` of the fault rules queued for the bot
+        are still to be applied (a delayed or hung call is then in
+        flight); polls fakebot, with a deadline."""
+        import time as _time
+        deadline = _time.monotonic() + timeout
+        while len(self.fb.faults(bot_id)) > left:
+            if _time.monotonic() > deadline:
+                raise TimeoutError("bot %d: faults still pending after %.0fs: %r"
+                                   % (bot_id, timeout, self.fb.faults(bot_id)))
+            _time.sleep(0.005)
+
     def texts(self, bot_id, count, after=0, timeout=10.0):
         calls = self.fb.wait_sent(bot_id, count, method="sendMessage",
                                   after=after, timeout=timeout)

@@ -129,6 +129,43 @@ class FaultTest(BotTest):
         self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
         self.assertEqual(d.stop(), 0)
 
+    def test_sigterm_while_a_reply_hangs(self):
+        # b stops at once; a's reply gets the 3 s grace, then is abandoned
+        # (the grace used to walk b's freed registry entry); the request
+        # deadline is longer than the grace
+        d = self.two_bots(args=("--request-timeout", "20"))
+        self.wait_polling(A)
+        self.wait_polling(B)
+        self.fb.add_faults(A, {"method": "sendMessage", "hang": True})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.wait_faults_taken(A)
+        self.assertEqual(d.stop(timeout=30), 0)
+        d.restart()  # the reply was not accepted: it is sent again
+        self.assertEqual(self.texts(A, 1, timeout=15), ["Hello, Al!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_migration_while_a_reply_to_the_supergroup_is_in_flight(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "chat_id": -1005, "delay_ms": 1500},
+                           {"method": "sendMessage", "chat_id": -5, "status": 400,
+                            "migrate_to_chat_id": -1005})
+        self.fb.message(A, "/start", user_id=4, first_name="New", chat_id=-1005,
+                        chat_type="supergroup")
+        self.wait_faults_taken(A, left=1)  # the reply to -1005 is in flight
+        self.fb.message(A, "/start", user_id=3, first_name="Old", chat_id=-5,
+                        chat_type="group")
+        d.wait_log(r"bot a: chat -5 became supergroup -1005")
+
+        def both(calls):
+            ok = [c["params"]["text"] for c in calls if c.get("error_code") is None]
+            return len(ok) >= 2
+        calls = self.wait_until(A, both, timeout=20)
+        ok = sorted(c["params"]["text"] for c in calls if c.get("error_code") is None)
+        self.assertEqual(ok, ["Hello, New!", "Hello, Old!"])
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
     def test_hung_poll_is_abandoned_and_retried(self):
         # poll timeout 1 s: the client deadline is 1 + 2 s
         d = self.two_bots(args=("--poll-timeout", "1"))
