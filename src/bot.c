@@ -31,9 +31,19 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
+/* The wall clock: what ask deadlines are stored in (they must mean the
+ * same after a restart). */
 static int64_t wall_ms(void)
 {
 	return util_clock_ms(CLOCK_REALTIME);
+}
+
+/* The clock of the sender's pauses (429s, backoffs, throttles): a step of
+ * the wall clock (NTP, an administrator) must not hold replies for an hour
+ * or end a 429's wait early. */
+static int64_t mono_ms(void)
+{
+	return util_clock_ms(CLOCK_MONOTONIC);
 }
 
 /* Exponential backoff with jitter: the next delay after `prev` (0 = first). */
@@ -73,7 +83,7 @@ struct out_item {
 /* A token bucket for the optional pre-throttles. */
 struct bucket {
 	double tokens;
-	int64_t last; /* wall ms of the last refill, 0 = never used (full) */
+	int64_t last; /* monotonic ms of the last refill, 0 = never used (full) */
 };
 
 struct chatq {
@@ -82,7 +92,7 @@ struct chatq {
 	struct out_item *head, *tail;
 	bool busy;      /* a send of this chat is in flight */
 	bool queued;    /* on the ready list */
-	int64_t paused_until; /* wall ms, 0 = not paused */
+	int64_t paused_until; /* monotonic ms (mono_ms), 0 = not paused */
 	bool in_paused;       /* on the bot's list of paused chats */
 	struct chatq *next_paused;
 	int backoff_ms;
@@ -129,7 +139,7 @@ struct bot {
 	size_t nbuckets, nchats;
 	struct chatq *ready_head, *ready_tail;
 	struct out_item *prio_head, *prio_tail;
-	int64_t paused_until; /* the whole bot, wall ms */
+	int64_t paused_until; /* the whole bot, monotonic ms */
 	struct chatq *paused; /* chats with a pause: only these are scanned */
 	int64_t throttled_until; /* chat messages held by the bot's throttle */
 	struct bucket bucket;    /* the bot's throttle */
@@ -747,7 +757,7 @@ static void acks_back(struct bot *b, struct batch_job *bj)
 static void on_send_timer(uv_timer_t *t)
 {
 	struct bot *b = t->data;
-	int64_t now = wall_ms();
+	int64_t now = mono_ms();
 	if (b->paused_until && b->paused_until <= now)
 		b->paused_until = 0;
 	if (b->throttled_until && b->throttled_until <= now)
@@ -767,7 +777,7 @@ static void on_send_timer(uv_timer_t *t)
 	arm_send_timer(b);
 }
 
-/* Holds a chat's queue until `until` (wall ms). */
+/* Holds a chat's queue until `until` (monotonic ms). */
 static void pause_chat(struct bot *b, struct chatq *q, int64_t until)
 {
 	q->paused_until = until;
@@ -791,7 +801,7 @@ static void arm_send_timer(struct bot *b)
 		uv_timer_stop(&b->send_timer);
 		return;
 	}
-	int64_t delay = earliest - wall_ms();
+	int64_t delay = earliest - mono_ms();
 	start_timer(b, &b->send_timer, on_send_timer, delay);
 }
 
@@ -833,7 +843,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 	struct bot *b = s->bot;
 	struct out_item *it = s->item;
 	struct chatq *q = s->q;
-	int64_t now = wall_ms();
+	int64_t now = mono_ms();
 	bool done = false;
 	s->item = NULL;
 	s->q = NULL;
@@ -1005,7 +1015,7 @@ static void pump(struct bot *b)
 {
 	if (b->stopping || b->status == BOT_UNAUTHORIZED || !b->loaded)
 		return;
-	int64_t now = wall_ms();
+	int64_t now = mono_ms();
 	if (b->paused_until > now)
 		return;
 	for (int i = 0; i < b->env->send_slots; i++) {
