@@ -882,7 +882,11 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 			/* the body has no chat_id: moving the queue (this item
 			 * is its head) re-targets every pending reply */
 			migrate_chat(b, q->chat, res->migrate_to);
-			q = chat_find(b, res->migrate_to, false);
+			/* (without memory for the new queue the old one stays:
+			 * made ready below, it tries again) */
+			struct chatq *nq = chat_find(b, res->migrate_to, false);
+			if (nq)
+				q = nq;
 			it = NULL;
 			break;
 		}
