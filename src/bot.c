@@ -551,6 +551,37 @@ static void write_run(struct dbq_job *j, struct store *st)
 static void pump(struct bot *b);
 static void flush_acks(struct bot *b);
 
+static bool bucket_full(const struct bucket *bk, const struct spec_rate *r, int64_t now);
+
+/* Frees the idle chat queues that hold nothing worth keeping: no reply, no
+ * send in flight, no pause, and a throttle bucket full again (a new queue
+ * would start the same). Run when the table is full, so that a throttled
+ * bot's queues (kept while their bucket remembers recent sends) do not
+ * grow with every chat it ever answered. Returns how many went. */
+static size_t chat_sweep(struct bot *b, int64_t now)
+{
+	size_t freed = 0;
+	for (size_t i = 0; i < b->nbuckets; i++) {
+		for (struct chatq **p = &b->table[i]; *p;) {
+			struct chatq *q = *p;
+			const struct spec_rate *r = q->chat < 0 ? &b->spec->throttle_group
+								: &b->spec->throttle_chat;
+			if (q->head || q->busy || q->queued || q->in_paused ||
+			    !bucket_full(&q->bucket, r, now)) {
+				p = &q->hnext;
+				continue;
+			}
+			*p = q->hnext;
+			b->nchats--;
+			free(q);
+			freed++;
+		}
+	}
+	if (freed)
+		log_debug("bot %s: freed %zu idle chat queues", bot_id(b), freed);
+	return freed;
+}
+
 static struct chatq *chat_find(struct bot *b, int64_t chat, bool create)
 {
 	if (b->nbuckets) {
@@ -560,7 +591,10 @@ static struct chatq *chat_find(struct bot *b, int64_t chat, bool create)
 	}
 	if (!create)
 		return NULL;
-	if (b->nchats >= b->nbuckets) { /* grow: keep chains short */
+	/* full: free idle queues, and grow unless that made a quarter free
+	 * (so that a sweep comes at most once per nbuckets / 4 new chats) */
+	if (b->nchats >= b->nbuckets &&
+	    (!b->nbuckets || chat_sweep(b, mono_ms()) < b->nbuckets / 4)) {
 		size_t n = b->nbuckets ? b->nbuckets * 2 : 16;
 		struct chatq **t = calloc(n, sizeof(*t));
 		if (!t)
@@ -973,6 +1007,18 @@ static int with_chat(struct buf *out, const struct out_item *it)
 }
 
 /* Starts sends while there are free slots and sendable items. */
+/* True when the bucket has refilled to its rate's count by now (or no
+ * rate applies). */
+static bool bucket_full(const struct bucket *bk, const struct spec_rate *r, int64_t now)
+{
+	if (!r->count || !bk->last)
+		return true;
+	double t = bk->tokens;
+	if (now > bk->last)
+		t += (double)(now - bk->last) * r->count / (double)r->period_ms;
+	return t >= r->count;
+}
+
 /* Refills a bucket for rate r. Returns 0 when a message may go now, or
  * the milliseconds until one may. */
 static int64_t bucket_wait(struct bucket *bk, const struct spec_rate *r, int64_t now)

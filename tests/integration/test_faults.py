@@ -267,6 +267,22 @@ class ThrottleTest(BotTest):
         self.assertGreaterEqual(at[3] - at[0], 950)
         self.assertEqual(d.stop(), 0)
 
+    def test_idle_throttled_chats_are_freed(self):
+        # a chat's queue is kept while its bucket remembers recent sends,
+        # and freed once the bucket is full again (here after 0.1 ms)
+        tok = self.token(453)
+        spec = "throttle: {chat: 10000/s}\n" + HELLO
+        d = self.daemon({"t.yaml": self.spec(spec, "T")}, env={"T": tok})
+        self.wait_polling(453)
+        for user in range(1, 17):  # as many chats as the first table holds
+            self.fb.message(453, "/start", user_id=user)
+        self.fb.wait_sent(453, 16, method="sendMessage", timeout=10)
+        mark = len(d.lines)
+        self.fb.message(453, "/start", user_id=17)  # the table is full
+        d.wait_log(r"bot t: freed 16 idle chat queues", start=mark)
+        self.assertEqual(len(self.fb.wait_sent(453, 17, method="sendMessage")), 17)
+        self.assertEqual(d.stop(), 0)
+
     def test_unthrottled_by_default(self):
         tok = self.token(452)
         d = self.daemon({"t.yaml": self.spec(THROTTLED.replace("throttle: {chat: 2/s, bot: 100/s}\n", ""), "T")},
