@@ -37,6 +37,15 @@ struct change {
 	char *log;         /* every error line, for the log */
 };
 
+/* What tells one directory from another at the same path: a directory
+ * removed and made again at once can get the old inode number back, and
+ * the old one's watch is dead; the birth time (where the file system keeps
+ * one) tells them apart. */
+struct dir_id {
+	uint64_t dev, ino;
+	int64_t btime_ns; /* 0: not kept by the file system */
+};
+
 struct scan {
 	uv_work_t work;
 	struct specdir *sd;
@@ -52,7 +61,7 @@ struct scan {
 	char **removed; /* ids */
 	size_t nremoved;
 	int err;        /* errno of the directory itself, 0 = fine */
-	uint64_t dev, ino;
+	struct dir_id dir;
 };
 
 struct specdir {
@@ -66,7 +75,7 @@ struct specdir {
 	bool missing_logged;
 	struct known *files;
 	size_t nfiles;
-	uint64_t dev, ino;
+	struct dir_id id;     /* of the watched directory */
 	struct scan *scan;    /* in progress */
 	bool dirty, dirty_full;
 	bool first_done;
@@ -209,6 +218,23 @@ static int cmp_id_then_index(const void *a, const void *b, void *arg)
 	return c ? c : (x > y) - (x < y);
 }
 
+/* Fills id for the directory at path. Returns 0 or an errno (ENOTDIR
+ * when it is not a directory). */
+static int dir_identity(const char *path, struct dir_id *id)
+{
+	struct statx sx;
+	if (statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_INO | STATX_BTIME, &sx))
+		return errno ? errno : EIO;
+	if (!S_ISDIR(sx.stx_mode))
+		return ENOTDIR;
+	id->dev = (uint64_t)sx.stx_dev_major << 32 | sx.stx_dev_minor;
+	id->ino = sx.stx_ino;
+	id->btime_ns = sx.stx_mask & STATX_BTIME
+			       ? (int64_t)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec
+			       : 0;
+	return 0;
+}
+
 static void scan_work(uv_work_t *w)
 {
 	struct scan *s = w->data;
@@ -219,12 +245,8 @@ static void scan_work(uv_work_t *w)
 	size_t *order = NULL;
 	char **ids = NULL;
 	int n = 0;
-	if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-		s->err = errno ? errno : ENOTDIR;
+	if ((s->err = dir_identity(dir, &s->dir)))
 		goto removed;
-	}
-	s->dev = (uint64_t)st.st_dev;
-	s->ino = (uint64_t)st.st_ino;
 	n = scandir(dir, &names, candidate, by_name);
 	if (n < 0) {
 		s->err = errno;
@@ -279,7 +301,10 @@ static void scan_work(uv_work_t *w)
 					free(log);
 				}
 			}
-			snprintf(k->hash, sizeof(k->hash), "%s", o ? o->hash : "");
+			/* remembered as not loaded, so that it is read and
+			 * compiled once it counts (the first file gone) */
+			k->hash[0] = '\0';
+			k->mtime_ns = -1;
 			continue;
 		}
 		if (o && !s->full && o->mtime_ns == k->mtime_ns && o->size == k->size &&
@@ -360,17 +385,18 @@ static void release(struct specdir *sd)
 }
 
 /* (Re)starts the inotify watch when it is missing or the directory is not
- * the one watched any more. */
-static void ensure_watch(struct specdir *sd, uint64_t dev, uint64_t ino)
+ * the one watched any more. A file made before the new watch existed sends
+ * no event: with `rescan`, one more rescan follows a (re)started watch. */
+static void ensure_watch(struct specdir *sd, const struct dir_id *id, bool rescan)
 {
-	if (sd->watching && sd->dev == dev && sd->ino == ino)
+	if (sd->watching && sd->id.dev == id->dev && sd->id.ino == id->ino &&
+	    sd->id.btime_ns == id->btime_ns)
 		return;
 	if (sd->watching) {
 		uv_fs_event_stop(&sd->watch);
 		sd->watching = false;
 	}
-	sd->dev = dev;
-	sd->ino = ino;
+	sd->id = *id;
 	int rc = uv_fs_event_start(&sd->watch, on_event, sd->dir, 0);
 	if (rc) {
 		if (!sd->fallback)
@@ -383,6 +409,8 @@ static void ensure_watch(struct specdir *sd, uint64_t dev, uint64_t ino)
 		log_info("watching %s again", sd->dir);
 	sd->fallback = false;
 	sd->watching = true;
+	if (rescan)
+		sd->dirty = true;
 }
 
 static void on_periodic(uv_timer_t *t);
@@ -447,7 +475,7 @@ static void scan_after(uv_work_t *w, int status)
 		if (sd->missing_logged)
 			log_info("the specs directory %s is back", sd->dir);
 		sd->missing_logged = false;
-		ensure_watch(sd, s->dev, s->ino);
+		ensure_watch(sd, &s->dir, true);
 	}
 	for (size_t i = 0; i < s->nchanges; i++) {
 		struct change *c = &s->changes[i];
@@ -564,9 +592,10 @@ int specdir_start(uv_loop_t *loop, const char *dir, struct registry *reg,
 		  void (*first)(void *arg, unsigned nfiles), void *arg,
 		  struct specdir **out)
 {
-	struct stat st;
-	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-		return errno ? -errno : -ENOTDIR;
+	struct dir_id id;
+	int rc = dir_identity(dir, &id);
+	if (rc)
+		return -rc;
 	struct specdir *sd = calloc(1, sizeof(*sd));
 	if (!sd || !(sd->dir = strdup(dir))) {
 		free(sd);
@@ -581,6 +610,9 @@ int specdir_start(uv_loop_t *loop, const char *dir, struct registry *reg,
 	uv_timer_init(loop, &sd->periodic);
 	sd->watch.data = sd->debounce.data = sd->periodic.data = sd;
 	sd->handles = 3;
+	/* the watch first: a file made while the first scan runs sends an
+	 * event, instead of waiting for the periodic rescan */
+	ensure_watch(sd, &id, false);
 	sd->dirty = true;
 	start_scan(sd);
 	*out = sd;

@@ -254,6 +254,65 @@ class ReloadTest(BotTest):
         self.assertEqual([c["params"]["chat_id"] for c in sent], [5, 6])
         self.assertEqual(d.stop(), 0)
 
+    def test_dropped_duplicate_takes_over_when_the_first_file_goes(self):
+        # hi.json defines bot hi; hi.yaml (later in name order) is ignored.
+        # Once hi.json is deleted, hi.yaml is the only file of bot hi: its
+        # content must run, not the deleted file's.
+        js = ('{"token": "${T}", "flows": [{"entry_cmd": "/start", '
+              '"description": "Say hello", "steps": [{"reply": "from json"}]}]}')
+        d = self.start({"hi.json": js})
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask(), "from json")
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("from yaml"))
+        d.wait_log(r"hi\.yaml: ignored: another file already defines bot 'hi'", start=mark)
+        mark = len(d.lines)
+        os.unlink(os.path.join(d.specs_dir, "hi.json"))
+        # a later, broken file proves that a rescan saw the unlink
+        self.write(d, "zz.yaml", "flows: [unclosed\n")
+        d.wait_log(r"zz\.yaml:\d+:\d+: ", start=mark)
+        self.assertEqual(self.ask(), "from yaml")
+        self.assertEqual(d.stop(), 0)
+
+    def test_file_added_before_the_watch_starts_is_loaded(self):
+        # hi.yaml appears after the first scan listed the directory but
+        # before the inotify watch exists: no event will ever report it
+        env = {"T": self.tok, "LD_PRELOAD": os.environ["LATE_FILE_SHIM"],
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0",
+               "LATE_TEXT": hello("late")}
+        d = self.daemon({}, env=env, start=False)
+        d.env["LATE_FILE"] = os.path.join(d.specs_dir, "hi.yaml")
+        d.start()
+        # the periodic rescan would find it only after 30 s; the watch
+        # starts before the first scan, which then lists it
+        self.wait_polling(BOT, timeout=10)
+        self.assertEqual(self.ask(), "late")
+        self.assertEqual(d.stop(), 0)
+
+    def test_directory_recreated_with_the_same_inode_is_watched(self):
+        d = self.start({"hi.yaml": hello("before")})
+        self.wait_polling(BOT)
+        ino = os.stat(d.specs_dir).st_ino
+        # rm -rf + mkdir while the daemon is stopped: its next scan sees a
+        # directory again (no "missing" in between); ext4 gives the new
+        # directory the inode number of the old one
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            shutil.rmtree(d.specs_dir)
+            os.mkdir(d.specs_dir)
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        if os.stat(d.specs_dir).st_ino != ino:
+            self.skipTest("the file system gave the new directory another inode")
+        mark = len(d.lines)
+        d.wait_log(r"bot hi: its spec file is gone", start=mark)
+        # the new directory must be watched: a new file starts its bot at
+        # once (not at the next 30 s periodic rescan)
+        self.write(d, "hi.yaml", hello("after"))
+        self.wait_polling(BOT, timeout=10)
+        self.assertEqual(self.ask(), "after")
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
