@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "botfactory/buf.h"
 #include "botfactory/log.h"
@@ -61,6 +63,8 @@ struct scan {
 	char **removed; /* ids */
 	size_t nremoved;
 	int err;        /* errno of the directory itself, 0 = fine */
+	bool oom;       /* the scan ran out of memory: its result means nothing */
+	int64_t started_ns; /* wall clock, to compare with mtimes */
 	struct dir_id dir;
 };
 
@@ -148,24 +152,41 @@ static void scan_file(struct scan *s, const char *path, struct known *k,
 {
 	struct diags d = {0};
 	struct spec *spec = NULL;
-	FILE *f = fopen(path, "rb");
 	struct buf data = BUF_INIT;
-	if (f) {
-		char chunk[8192];
-		size_t n;
-		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && data.len <= SPEC_MAX_BYTES)
-			if (buf_append(&data, chunk, n))
-				break;
-		fclose(f);
+	struct stat sb;
+	/* never blocks: a FIFO put in the file's place since it was listed
+	 * is refused, not waited on */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int open_err = fd < 0 ? errno : 0;
+	if (fd >= 0 && (fstat(fd, &sb) || !S_ISREG(sb.st_mode))) {
+		open_err = EINVAL;
+		close(fd);
+		fd = -1;
 	}
+	if (fd >= 0) {
+		char chunk[8192];
+		ssize_t n;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && data.len <= SPEC_MAX_BYTES)
+			if (buf_append(&data, chunk, (size_t)n))
+				break;
+		close(fd);
+	}
+	/* a file that could not be read, or that changed in the last second
+	 * (a rewrite of the same size in the same clock tick keeps its stat),
+	 * is read again by the next scan rather than trusted by its stat */
+	if (fd < 0 || k->mtime_ns >= s->started_ns - 1000000000)
+		k->mtime_ns = -1;
 	hash_hex(data.data ? data.data : "", data.len, k->hash);
 	if (old && !s->full && !strcmp(old->hash, k->hash)) {
 		buf_free(&data); /* touched, not changed */
 		return;
 	}
 	int rc;
-	if (!f)
-		rc = diags_add(&d, 0, 0, "cannot open: %s", strerror(errno)) ? -ENOMEM : -EIO;
+	if (fd < 0)
+		rc = diags_add(&d, 0, 0, "cannot open: %s",
+			       open_err == EINVAL ? "not a regular file" : strerror(open_err))
+			     ? -ENOMEM
+			     : -EIO;
 	else if (data.len > SPEC_MAX_BYTES)
 		rc = diags_add(&d, 0, 0, "larger than %d bytes: not a spec", SPEC_MAX_BYTES)
 			     ? -ENOMEM
@@ -245,6 +266,7 @@ static void scan_work(uv_work_t *w)
 	size_t *order = NULL;
 	char **ids = NULL;
 	int n = 0;
+	s->started_ns = util_clock_ms(CLOCK_REALTIME) * 1000000;
 	if ((s->err = dir_identity(dir, &s->dir)))
 		goto removed;
 	n = scandir(dir, &names, candidate, by_name);
@@ -255,8 +277,10 @@ static void scan_work(uv_work_t *w)
 	}
 	/* pass 1: stat every candidate */
 	s->files = calloc(n ? (size_t)n : 1, sizeof(*s->files));
-	if (!s->files)
+	if (!s->files) {
+		s->oom = true;
 		goto removed;
+	}
 	for (int i = 0; i < n; i++) {
 		char path[4096];
 		struct known *k = &s->files[s->nfiles];
@@ -273,8 +297,10 @@ static void scan_work(uv_work_t *w)
 	/* two files, one id (a.yaml and a.json): the first in name order counts */
 	dup = calloc(s->nfiles ? s->nfiles : 1, sizeof(*dup));
 	order = calloc(s->nfiles ? s->nfiles : 1, sizeof(*order));
-	if (!dup || !order)
+	if (!dup || !order) {
+		s->oom = true;
 		goto removed;
+	}
 	for (size_t i = 0; i < s->nfiles; i++)
 		order[i] = i;
 	qsort_r(order, s->nfiles, sizeof(*order), cmp_id_then_index, s->files);
@@ -318,8 +344,10 @@ removed:
 	for (int i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	/* ids of old files that no file defines any more */
-	ids = calloc(s->nfiles ? s->nfiles : 1, sizeof(*ids));
+	/* ids of old files that no file defines any more (not known after
+	 * running out of memory: nothing is removed then) */
+	ids = s->oom ? NULL : calloc(s->nfiles ? s->nfiles : 1, sizeof(*ids));
+	s->oom = s->oom || !ids;
 	if (ids) {
 		for (size_t i = 0; i < s->nfiles; i++)
 			ids[i] = s->files[i].id;
@@ -462,6 +490,14 @@ static void scan_after(uv_work_t *w, int status)
 		return;
 	}
 	sd->handles--;
+	if (s->oom) { /* a partial picture: change nothing, try again */
+		log_error("rescanning %s ran out of memory: nothing changed; retrying in %d s",
+			  sd->dir, SPECDIR_FALLBACK_MS / 1000);
+		sd->dirty_full = sd->dirty_full || s->full;
+		scan_free(s);
+		uv_timer_start(&sd->periodic, on_periodic, SPECDIR_FALLBACK_MS, 0);
+		return;
+	}
 	if (s->err) {
 		if (!sd->missing_logged)
 			log_error("the specs directory %s cannot be read (%s): its bots stop; waiting for it to come back",

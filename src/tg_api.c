@@ -28,16 +28,27 @@ const char *tg_status_name(enum tg_status s)
 	return names[s];
 }
 
-static char *env_proxy(void)
+/* The first of vars set in the environment, copied, or "". */
+static char *env_first(const char *const *vars)
 {
-	static const char *const vars[] = {"https_proxy", "HTTPS_PROXY", "http_proxy",
-					   "all_proxy", "ALL_PROXY", NULL};
 	for (const char *const *v = vars; *v; v++) {
 		const char *p = getenv(*v);
 		if (p && *p)
 			return strdup(p);
 	}
 	return strdup("");
+}
+
+/* The proxy for the API base, picked as curl picks it from the
+ * environment: https_proxy for an https base, http_proxy (lowercase only,
+ * as curl: HTTP_PROXY can come from a CGI request) for http, then
+ * all_proxy. "" for none. */
+static char *env_proxy(const char *base)
+{
+	static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
+						 "ALL_PROXY", NULL};
+	static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+	return env_first(strncasecmp(base, "https:", 6) ? http_vars : https_vars);
 }
 
 int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned ncus,
@@ -51,9 +62,12 @@ int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned ncus,
 		n--;
 	api->base = strndup(base, n);
 	api->ca_file = ca_file ? strdup(ca_file) : NULL;
-	api->proxy = env_proxy();
+	api->proxy = env_proxy(api->base);
+	static const char *const noproxy_vars[] = {"no_proxy", "NO_PROXY", NULL};
+	api->noproxy = env_first(noproxy_vars);
 	api->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	if (!api->base || (ca_file && !api->ca_file) || !api->proxy || !api->headers) {
+	if (!api->base || (ca_file && !api->ca_file) || !api->proxy || !api->noproxy ||
+	    !api->headers) {
 		tg_api_free(api);
 		return -ENOMEM;
 	}
@@ -65,6 +79,7 @@ void tg_api_free(struct tg_api *api)
 	free(api->base);
 	free(api->ca_file);
 	free(api->proxy);
+	free(api->noproxy);
 	curl_slist_free_all(api->headers);
 	memset(api, 0, sizeof(*api));
 }
@@ -100,6 +115,7 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
 	curl_easy_setopt(e, CURLOPT_PROXY, api->proxy);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, api->noproxy);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "botfactory/" BOTFACTORY_VERSION);
 	if (api->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, api->ca_file);

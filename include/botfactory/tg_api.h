@@ -26,13 +26,15 @@ struct tg_api {
 	char *base;    /* e.g. "https://api.telegram.org", no trailing '/' */
 	char *ca_file; /* or NULL: the system's CAs */
 	char *proxy;   /* read once from the environment; "" = none */
+	char *noproxy; /* no_proxy, read once; "" = none */
 	struct curl_slist *headers;
 };
 
 /* Sets up the shared settings over n (1..TG_API_MULTIS) multi handles
  * (borrowed; each request object sticks to one, chosen in turn). Reads the
- * proxy environment (https_proxy, HTTPS_PROXY, all_proxy...) once here, so
- * that libcurl does not look it up on every request. Returns 0 or -ENOMEM. */
+ * proxy environment once here (https_proxy or http_proxy by the base's
+ * scheme, then all_proxy; no_proxy), so that libcurl does not look it up on
+ * every request. Returns 0 or -ENOMEM. */
 int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned n,
 		const char *base, const char *ca_file);
 void tg_api_free(struct tg_api *api);

@@ -166,6 +166,25 @@ class FaultTest(BotTest):
         self.assert_b_answers()
         self.assertEqual(d.stop(), 0)
 
+    def test_proxy_is_chosen_by_the_scheme_and_no_proxy_is_obeyed(self):
+        # port 9 on loopback: nothing listens, a proxy there fails at once
+        dead = "http://127.0.0.1:9"
+        for env in ({"https_proxy": dead},                         # not for http
+                    {"http_proxy": dead, "no_proxy": "127.0.0.1"}):  # excepted
+            self.fb.reset()
+            d = self.daemon({"a.yaml": self.spec(HELLO, "TA")},
+                            env=dict(env, TA=self.token(A)))
+            self.wait_polling(A)
+            self.fb.message(A, "/start", user_id=3, first_name="Al")
+            self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+            self.assertEqual(d.stop(), 0)
+        # and a proxy that applies is used (and fails here)
+        self.fb.reset()
+        d = self.daemon({"a.yaml": self.spec(HELLO, "TA")},
+                        env={"http_proxy": dead, "no_proxy": "", "TA": self.token(A)})
+        d.wait_log(r"bot a: getMe failed")
+        self.assertEqual(d.stop(), 0)
+
     def test_hung_poll_is_abandoned_and_retried(self):
         # poll timeout 1 s: the client deadline is 1 + 2 s
         d = self.two_bots(args=("--poll-timeout", "1"))

@@ -134,6 +134,24 @@ class ReloadTest(BotTest):
         self.assertEqual(d.stop(), 0)
         self.assertEqual(self.db_row(d, "hi")[2], "spec file removed")
 
+    def test_same_size_rewrite_keeping_the_stat_is_seen(self):
+        # a rewrite in place of the same size within one clock tick keeps
+        # size, inode and mtime: forced here with utime
+        d = self.start({})
+        d.wait_log(r"0 spec files in .* \(watched\)")
+        self.write(d, "hi.yaml", hello("v1"), atomic=False)  # read at once
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask(), "v1")
+        path = os.path.join(d.specs_dir, "hi.yaml")
+        st = os.stat(path)
+        mark = len(d.lines)
+        with open(path, "r+") as f:
+            f.write(hello("v2"))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        self.assertEqual(self.ask(), "v2")
+        self.assertEqual(d.stop(), 0)
+
     def test_unchanged_content_does_nothing(self):
         d = self.start({"hi.yaml": hello("same")})
         self.wait_polling(BOT)
