@@ -348,6 +348,9 @@ static void run_fallback(struct run *r, const char *args)
 	r->st->ask = NULL;
 	size_t step = r->st->step;
 	int64_t deadline = r->st->deadline_ms;
+	/* and the names a timed question keeps for its on_timeout */
+	char *names[3] = {r->st->first_name, r->st->last_name, r->st->username};
+	r->st->first_name = r->st->last_name = r->st->username = NULL;
 	run_steps(r, NULL, &r->spec->fallback, 0);
 	if (!r->st->flow) { /* fallback did not start a flow: restore the ask */
 		free(r->st->args);
@@ -356,10 +359,15 @@ static void run_fallback(struct run *r, const char *args)
 		r->st->step = step;
 		r->st->deadline_ms = deadline;
 		r->st->args = saved;
+		r->st->first_name = names[0];
+		r->st->last_name = names[1];
+		r->st->username = names[2];
 	} else {
 		free(flow);
 		free(ask);
 		free(saved);
+		for (int i = 0; i < 3; i++)
+			free(names[i]);
 	}
 }
 
@@ -509,8 +517,11 @@ static bool same_caseless(struct run *r, const char *s, const char *text, size_t
 				       &err, &off, NULL);
 	pcre2_match_data *md = re ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
 	bool hit = false;
+	if (!re && err != PCRE2_ERROR_HEAPLIMIT && err != PCRE2_ERROR_NOMEMORY)
+		return false; /* a literal too long for PCRE2 (a label of ~32K
+				 characters) matches by its exact case only */
 	if (!md)
-		r->rc = -ENOMEM; /* a literal always compiles: only memory fails */
+		r->rc = -ENOMEM;
 	else
 		hit = pcre2_match(re, (PCRE2_SPTR)text, n, 0, 0, md, NULL) >= 0;
 	pcre2_match_data_free(md);
@@ -646,11 +657,14 @@ static bool parse_command(const char *text, char *name, size_t namesz,
 	size_t n = 0;
 	while (isalnum((unsigned char)p[n]) || p[n] == '_')
 		n++;
-	if (n == 0 || n >= namesz)
+	if (n == 0)
 		return false;
-	for (size_t i = 0; i < n; i++)
+	/* a name too long for any command (32 at most) is still a command:
+	 * an unknown one (kept cut short: it matches no flow) */
+	size_t keep = n < namesz ? n : namesz - 1;
+	for (size_t i = 0; i < keep; i++)
 		name[i] = (char)tolower((unsigned char)p[i]);
-	name[n] = '\0';
+	name[keep] = '\0';
 	p += n;
 	*target = NULL;
 	*target_len = 0;
@@ -791,10 +805,23 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 		return -ENOMEM;
 	switch (ev->kind) {
 	case EVENT_MESSAGE:
-		on_text(&r, ev->text);
-		break;
 	case EVENT_CALLBACK:
-		on_callback(&r);
+		/* a question whose deadline passed before this input came (the
+		 * daemon was down, or its timer is behind) timed out first: its
+		 * on_timeout speaks, then the input is ordinary input */
+		if (st.flow && st.deadline_ms && ev->now_ms >= st.deadline_ms) {
+			on_timeout(&r);
+			free(r.first_name);
+			free(r.last_name);
+			free(r.username);
+			r.first_name = r.last_name = r.username = NULL;
+		}
+		if (r.rc)
+			break;
+		if (ev->kind == EVENT_MESSAGE)
+			on_text(&r, ev->text);
+		else
+			on_callback(&r);
 		break;
 	case EVENT_TIMEOUT:
 		on_timeout(&r);

@@ -218,8 +218,11 @@ static void fill_event(struct sim *s, struct sim_convo *c, struct event *ev,
 	ev->kind = kind;
 	ev->chat_id = c->chat_id;
 	ev->chat_kind = c->chat_kind;
-	ev->chat_title = c->title[0] ? c->title : NULL;
 	ev->user_id = c->user_id;
+	if (kind == EVENT_TIMEOUT)
+		return; /* as in the daemon: a deadline knows no names or title
+			   (on_timeout speaks with those the question stored) */
+	ev->chat_title = c->title[0] ? c->title : NULL;
 	ev->first_name = c->first_name;
 	ev->last_name = c->last_name[0] ? c->last_name : NULL;
 	ev->username = c->username[0] ? c->username : NULL;

@@ -72,6 +72,87 @@ static char *json_of(const struct action *a, const char **method)
 	return j;
 }
 
+static const char *quiz_spec =
+	"flows:\n"
+	"  - entry_cmd: /quiz\n"
+	"    steps:\n"
+	"      - ask: '2+2?'\n"
+	"        save: a\n"
+	"        timeout: 30s\n"
+	"        on_timeout: [{reply: 'Too slow, {{user.first_name}}!'}]\n"
+	"      - reply: 'You said {{a}}.'\n"
+	"fallback: [{reply: 'Unknown: {{args}}'}]\n";
+
+/* What the daemon delivers when a deadline falls due: no names of its own. */
+static struct event due_at(int64_t now)
+{
+	struct event ev = {0};
+	ev.kind = EVENT_TIMEOUT;
+	ev.now_ms = now;
+	ev.chat_id = 42;
+	ev.user_id = 42;
+	return ev;
+}
+
+/* A timed question keeps the user's names for its on_timeout, also across
+ * an input that only the fallback handles (the question stays open). */
+static void test_fallback_keeps_the_names_of_a_timed_question(void **state)
+{
+	(void)state;
+	struct spec *s = compile(quiz_spec);
+	struct convo st = CONVO_INIT;
+	struct actions a = run(s, &st, msg("/quiz"));
+	actions_free(&a);
+	struct event ev = msg("/help");
+	ev.now_ms = NOW + 1000;
+	a = run(s, &st, ev);
+	assert_string_equal(a.v[0].text, "Unknown: /help");
+	actions_free(&a);
+	assert_non_null(st.flow);
+	a = run(s, &st, due_at(NOW + 30000));
+	assert_int_equal(a.n, 1);
+	assert_string_equal(a.v[0].text, "Too slow, Ann!");
+	actions_free(&a);
+	convo_clear(&st);
+	spec_free(s);
+}
+
+/* An answer that arrives after the deadline (the daemon was down, its timer
+ * behind) is not taken: the question timed out first, then the text is
+ * ordinary input. */
+static void test_an_answer_after_the_deadline_is_too_late(void **state)
+{
+	(void)state;
+	struct spec *s = compile(quiz_spec);
+	struct convo st = CONVO_INIT;
+	struct actions a = run(s, &st, msg("/quiz"));
+	actions_free(&a);
+	struct event ev = msg("4");
+	ev.now_ms = NOW + 3600 * 1000;
+	a = run(s, &st, ev);
+	assert_true(a.n >= 1);
+	assert_string_equal(a.v[0].text, "Too slow, Ann!");
+	for (size_t i = 0; i < a.n; i++)
+		assert_string_not_equal(a.v[i].text, "You said 4.");
+	assert_null(convo_get(&st, "a"));
+	assert_null(st.flow);
+	actions_free(&a);
+	/* the timeout the daemon delivers later finds nothing to do */
+	a = run(s, &st, due_at(NOW + 3600 * 1000 + 5));
+	assert_int_equal(a.n, 0);
+	actions_free(&a);
+	/* just in time still counts */
+	a = run(s, &st, msg("/quiz"));
+	actions_free(&a);
+	ev = msg("4");
+	ev.now_ms = NOW + 29999;
+	a = run(s, &st, ev);
+	assert_string_equal(a.v[0].text, "You said 4.");
+	actions_free(&a);
+	convo_clear(&st);
+	spec_free(s);
+}
+
 /* The daemon keeps an outbox row's method as engine_method's pointer: every
  * call the engine writes must be known to it, and nothing else. */
 static void test_every_method_is_known(void **state)
@@ -468,6 +549,8 @@ int main(void)
 		cmocka_unit_test(test_step_is_pure),
 		cmocka_unit_test(test_unknown_command_lists_menu),
 		cmocka_unit_test(test_every_method_is_known),
+		cmocka_unit_test(test_fallback_keeps_the_names_of_a_timed_question),
+		cmocka_unit_test(test_an_answer_after_the_deadline_is_too_late),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
