@@ -26,6 +26,10 @@
 /* How long acknowledged outbox rows may wait for a batch of updates to
  * carry their deletion, before a transaction of their own deletes them. */
 #define ACK_DELAY_MS 100
+/* How long a first poll must be held before the bot takes it that nothing
+ * waited at Telegram while it was down (Telegram answers at once when
+ * updates wait). */
+#define DRAIN_GRACE_MS 1000
 /* Idle chat queues a bot keeps (about 100 bytes each). */
 #define CHATQ_KEEP 128
 
@@ -154,6 +158,12 @@ struct bot {
 	/* deadlines */
 	uv_timer_t deadline_timer;
 	int64_t next_deadline;
+	bool drained; /* what waited at Telegram when the bot started is handled:
+			 until then no deadline fires (an answer typed in time
+			 while the daemon was down is still the answer) */
+	int64_t drain_at;     /* wall ms: the first poll, still held then, had
+				 nothing waiting (0: not sent yet) */
+	bool first_poll_done; /* the first getUpdates has answered */
 	bool due_job;
 
 	unsigned jobs;    /* database jobs in flight */
@@ -352,6 +362,7 @@ static bool update_event(const cJSON *u, int64_t now, struct event *ev)
 		ev->kind = EVENT_MESSAGE;
 		from = cJSON_GetObjectItemCaseSensitive(msg, "from");
 		ev->message_id = num_member(msg, "message_id");
+		ev->sent_ms = num_member(msg, "date") * 1000;
 		ev->text = str_member(msg, "text");
 	} else if (cJSON_IsObject(cb)) {
 		ev->kind = EVENT_CALLBACK;
@@ -393,6 +404,7 @@ struct batch_job {
 	size_t nacks;
 	int64_t offset;  /* out: the next offset */
 	int64_t next_deadline;
+	bool drains;     /* the last batch of what waited at start */
 	size_t handled, failed;
 	struct rows rows;
 };
@@ -1188,6 +1200,11 @@ static void on_deadline(uv_timer_t *t)
 	struct bot *b = t->data;
 	if (b->due_job || b->stopping)
 		return;
+	if (!b->drained) {
+		if (b->first_poll_done)
+			return; /* its batches decide (batch_done arms again) */
+		b->drained = true; /* held past the grace: nothing waited */
+	}
 	struct due_job *dj = calloc(1, sizeof(*dj));
 	if (!dj) {
 		arm_deadline(b, wall_ms() + BACKOFF_MIN_MS);
@@ -1206,10 +1223,15 @@ static void on_deadline(uv_timer_t *t)
 static void arm_deadline(struct bot *b, int64_t next)
 {
 	b->next_deadline = next;
-	if (!next) {
+	if (!next || (!b->drained && !b->drain_at)) {
 		uv_timer_stop(&b->deadline_timer);
 		return;
 	}
+	/* not before what waited at Telegram is known: Telegram answers a poll
+	 * at once when updates wait, so a first poll still held after
+	 * DRAIN_GRACE_MS found none */
+	if (!b->drained && next < b->drain_at)
+		next = b->drain_at;
 	int64_t delay = next - wall_ms();
 	start_timer(b, &b->deadline_timer, on_deadline, delay);
 }
@@ -1362,6 +1384,7 @@ static void batch_done(struct dbq_job *j)
 				  bot_id(b), bj->failed);
 		if (!b->stopping) {
 			take_rows(b, &bj->rows);
+			b->drained = b->drained || bj->drains;
 			arm_deadline(b, bj->next_deadline);
 		}
 	}
@@ -1391,6 +1414,7 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 	}
 	b->counters.polls++;
 	b->backoff_ms = 0;
+	b->first_poll_done = true;
 	if (b->failures) {
 		log_info("bot %s: polling again after %u failed attempt%s", bot_id(b),
 			 b->failures, b->failures == 1 ? "" : "s");
@@ -1400,7 +1424,12 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 		b->status = BOT_RUNNING;
 		b->last_error[0] = '\0';
 	}
-	if (!cJSON_IsArray(res->result) || cJSON_GetArraySize(res->result) == 0) {
+	int n = cJSON_IsArray(res->result) ? cJSON_GetArraySize(res->result) : 0;
+	if (n == 0) {
+		if (!b->drained) { /* nothing waited: deadlines may fire now */
+			b->drained = true;
+			arm_deadline(b, b->next_deadline);
+		}
 		poll_again(b);
 		return;
 	}
@@ -1410,6 +1439,7 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 		return;
 	}
 	bj->bot = b;
+	bj->drains = !b->drained && n < 100; /* fewer than getUpdates' limit */
 	bj->spec = spec_ref(b->spec);
 	bj->token_fp = b->token_fp;
 	bj->offset = b->offset;
@@ -1427,23 +1457,29 @@ static void poll_again(struct bot *b)
 		return;
 	char body[256];
 	int n;
+	int timeout = b->env->poll_timeout_s;
 	if (b->offset)
 		n = snprintf(body, sizeof(body),
 			     "{\"offset\":%" PRId64 ",\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
-			     b->offset, b->env->poll_timeout_s);
+			     b->offset, timeout);
 	else
 		n = snprintf(body, sizeof(body),
 			     "{\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
-			     b->env->poll_timeout_s);
+			     timeout);
 	/* past its deadline a poll is abandoned and sent again, so that a dead
 	 * connection never silences the bot */
 	long deadline = (long)b->env->poll_timeout_s * 1000 +
 			bot_poll_margin_ms(b->env->poll_timeout_s);
 	if (tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n, deadline,
-			on_updates, b))
+			on_updates, b)) {
 		retry_in(b, BACKOFF_MIN_MS);
-	else
-		b->polling = true;
+		return;
+	}
+	b->polling = true;
+	if (!b->drained && !b->drain_at) {
+		b->drain_at = wall_ms() + DRAIN_GRACE_MS;
+		arm_deadline(b, b->next_deadline);
+	}
 }
 
 void bot_repoll(struct bot *b)

@@ -808,8 +808,13 @@ int engine_step(const struct spec *spec, const struct engine_ctx *ctx,
 	case EVENT_CALLBACK:
 		/* a question whose deadline passed before this input came (the
 		 * daemon was down, or its timer is behind) timed out first: its
-		 * on_timeout speaks, then the input is ordinary input */
-		if (st.flow && st.deadline_ms && ev->now_ms >= st.deadline_ms) {
+		 * on_timeout speaks, then the input is ordinary input. A message
+		 * counts from when it was sent (the earlier of Telegram's date
+		 * and now, against clock skew): an answer typed in time while the
+		 * daemon was down is still an answer. */
+		if (st.flow && st.deadline_ms &&
+		    (ev->sent_ms && ev->sent_ms < ev->now_ms ? ev->sent_ms : ev->now_ms) >=
+			    st.deadline_ms) {
 			on_timeout(&r);
 			free(r.first_name);
 			free(r.last_name);

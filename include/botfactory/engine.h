@@ -26,6 +26,8 @@ enum chat_kind { CHAT_PRIVATE, CHAT_GROUP, CHAT_CHANNEL };
 struct event {
 	enum event_kind kind;
 	int64_t now_ms;          /* current time, unix ms */
+	int64_t sent_ms;         /* MESSAGE: when the user sent it (Telegram's
+				    date, whole seconds), 0 = unknown */
 	int64_t chat_id;
 	enum chat_kind chat_kind;
 	const char *chat_title;

@@ -146,6 +146,27 @@ class CrashTest(BotTest):
         self.assertEqual(self.texts(502, 2, timeout=10)[1], "Too late, Uma")
         self.assertEqual(d.stop(), 0)
 
+    def test_answer_typed_in_time_while_down_is_the_answer(self):
+        tok = self.token(505)
+        spec = TIMER.replace('on_timeout: [{reply: "Too late, {{user.first_name}}"}]',
+                             'on_timeout: [{reply: "Too late, {{user.first_name}}"}]\n'
+                             '      - reply: "Got {{x}}"')
+        self.assertIn("Got {{x}}", spec)
+        d = self.daemon({"timer.yaml": self.spec(spec, "T")}, env={"T": tok})
+        self.wait_polling(505)
+        self.fb.message(505, "/t", user_id=8, first_name="Uma")
+        self.assertEqual(self.texts(505, 1), ["Quick?"])
+        self.assertEqual(d.stop(), 0)
+        # answered within the 2 s while the daemon is down; handled after
+        # the deadline has passed (time must pass here)
+        self.fb.message(505, "yes", user_id=8, first_name="Uma")
+        time.sleep(2.5)
+        d.restart()
+        self.assertEqual(self.texts(505, 2, timeout=10)[1], "Got yes")
+        self.assertEqual(d.stop(), 0)
+        calls = self.fb.sent(505, method="sendMessage")["calls"]
+        self.assertEqual([c["params"]["text"] for c in calls], ["Quick?", "Got yes"])
+
     def test_deadline_fires_on_time(self):
         tok = self.token(503)
         d = self.daemon({"timer.yaml": self.spec(TIMER, "T")}, env={"T": tok})

@@ -141,6 +141,24 @@ static void test_an_answer_after_the_deadline_is_too_late(void **state)
 	a = run(s, &st, due_at(NOW + 3600 * 1000 + 5));
 	assert_int_equal(a.n, 0);
 	actions_free(&a);
+	/* typed in time, handled late (the daemon was down): still an answer */
+	a = run(s, &st, msg("/quiz"));
+	actions_free(&a);
+	ev = msg("5");
+	ev.sent_ms = NOW + 29000;
+	ev.now_ms = NOW + 3600 * 1000;
+	a = run(s, &st, ev);
+	assert_string_equal(a.v[0].text, "You said 5.");
+	actions_free(&a);
+	/* a date after now (the local clock behind Telegram's) counts as now */
+	a = run(s, &st, msg("/quiz"));
+	actions_free(&a);
+	ev = msg("6");
+	ev.sent_ms = NOW + 40000;
+	ev.now_ms = NOW + 20000;
+	a = run(s, &st, ev);
+	assert_string_equal(a.v[0].text, "You said 6.");
+	actions_free(&a);
 	/* just in time still counts */
 	a = run(s, &st, msg("/quiz"));
 	actions_free(&a);
