@@ -1126,9 +1126,9 @@ static void compile_token(struct cc *c, const struct doc_node *n)
 		}
 		memcpy(name, s + 2, len - 3);
 		name[len - 3] = '\0';
+		/* the name is not echoed: it may be a token pasted inside ${} */
 		if (!is_ident(name, 200))
-			err(c, n, "token: '${%s}' is not a valid environment variable name",
-			    name);
+			err(c, n, "token: ${...} must name an environment variable: a letter or _, then letters, digits or _");
 		else
 			c->s->token_env = dup(c, name);
 		return;
