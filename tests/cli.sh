@@ -77,5 +77,21 @@ check test-no-button 1 "press.txt:2: no button labelled 'Nope'" err -- "$ctl" te
 check test-usage 2 'needs a SPEC and at least one TRANSCRIPT' err -- "$ctl" test "$order"
 check test-pass 0 '1 transcript passed, 0 failed' out -- "$ctl" test "$order" "$root/tests/transcripts/order.txt"
 
+# a transcript that cannot be read fails (it used to pass as empty)
+mkdir "$tmp/adir"
+check test-unreadable 1 'cannot read: Is a directory' err -- "$ctl" test "$order" "$tmp/adir"
+
+# an '=' written before this input's '<' checks no message (it used to
+# check the previous input's message, and pass)
+cat >"$tmp/menu.yaml" <<'EOF2'
+flows:
+  - entry_cmd: /menu
+    steps: [{reply: "Menu", buttons: [[{text: "Say hi", flow: hi}]]}]
+  - id: hi
+    steps: [{reply: "Hi!"}]
+EOF2
+printf '> /menu\n< Menu\n= [Say hi]\n* Say hi\n= [Say hi]\n< Hi!\n' >"$tmp/eq.txt"
+check test-misplaced-buttons 1 'FAIL' err -- "$ctl" test "$tmp/menu.yaml" "$tmp/eq.txt"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -177,6 +177,7 @@ static int do_input(struct run *r, char marker, char *text, int lineno)
 	int rc = flush(r);
 	if (rc)
 		return rc;
+	r->last_msg = -1; /* an '=' before this input's '<' checks no message */
 	switch (marker) {
 	case '>':
 		unescape(text);
@@ -314,6 +315,12 @@ static int parse_and_run(struct run *r, FILE *f)
 			break;
 		}
 		}
+	}
+	/* a read error is not the end of the transcript (a directory, an I/O
+	 * error): it fails, never passes */
+	if (!rc && !r->error && ferror(f)) {
+		fprintf(stderr, "%s: cannot read: %s\n", r->path, strerror(errno));
+		r->error = 1;
 	}
 	free(line);
 	if (!rc && !r->error)
