@@ -133,7 +133,7 @@ static char char_at(const struct parser *p, size_t line, size_t col)
 		if (p->data[i] == '\n')
 			line--;
 	for (; i < p->len && col; i++)
-		if (((unsigned char)p->data[i + 1] & 0xC0) != 0x80)
+		if (i + 1 >= p->len || ((unsigned char)p->data[i + 1] & 0xC0) != 0x80)
 			col--;
 	return i < p->len ? p->data[i] : 0;
 }

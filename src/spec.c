@@ -1373,6 +1373,12 @@ static void compile_top(struct cc *c, const struct doc_node *root)
 int spec_compile(const char *id, const char *data, size_t len,
 		 struct spec **out, struct diags *d)
 {
+	/* a UTF-8 byte order mark (Windows editors write one) is not part of
+	 * the text: libyaml would take it for a character of line 1 */
+	if (len >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3)) {
+		data += 3;
+		len -= 3;
+	}
 	struct cc c = {.src = data, .len = len, .d = d};
 	struct doc_node *root = NULL;
 	size_t nerr = d->n;

@@ -311,6 +311,25 @@ static void test_tab_indentation(void **state)
 	parse_fails(text, strlen(text), 2, 1, "YAML syntax error: ");
 }
 
+/* The input is (data, len): no NUL after it. A syntax error at the very
+ * end once made the tab hint read one byte past it (ASan shows it). */
+static void test_error_at_the_end_reads_nothing_after_it(void **state)
+{
+	(void)state;
+	static const char text[] = "#\r    @\nx";
+	size_t len = sizeof(text) - 1;
+	char *exact = malloc(len);
+	assert_non_null(exact);
+	memcpy(exact, text, len);
+	struct diags d = {0};
+	struct doc_node *root = NULL;
+	assert_int_equal(doc_parse(exact, len, &root, &d), -EINVAL);
+	assert_null(root);
+	assert_true(d.n >= 1);
+	diags_free(&d);
+	free(exact);
+}
+
 static void test_duplicate_keys(void **state)
 {
 	(void)state;
@@ -572,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_syntax_error_inside_mapping),
 		cmocka_unit_test(test_tab_indentation),
+		cmocka_unit_test(test_error_at_the_end_reads_nothing_after_it),
 		cmocka_unit_test(test_duplicate_keys),
 		cmocka_unit_test(test_every_duplicate_key_reported),
 		cmocka_unit_test(test_same_key_in_sibling_mappings),
