@@ -1258,11 +1258,23 @@ static void index_flows(struct cc *c)
 			first = i;
 			continue;
 		}
-		if (f->id_implicit && g->id_implicit)
-			continue;
-		if (diags_add(c->d, f->line, f->col, "duplicate flow id '%s' (first at line %d)",
-			      f->id, g->line))
+		if (f->id_implicit && g->id_implicit && f->cmd && g->cmd)
+			continue; /* reported below as a duplicate command */
+		/* a flow named by its position (_flowN) collides with a flow
+		 * whose command or id is that name */
+		const struct flow *pos = f->id_implicit && !f->cmd   ? f
+					 : g->id_implicit && !g->cmd ? g
+								     : NULL;
+		if (pos) {
+			const struct flow *other = pos == f ? g : f;
+			if (diags_add(c->d, pos->line, pos->col,
+				      "this flow has no id, and its implicit id '%s' is the id of the flow at line %d: give it an id",
+				      pos->id, other->line))
+				c->nomem = 1;
+		} else if (diags_add(c->d, f->line, f->col,
+				     "duplicate flow id '%s' (first at line %d)", f->id, g->line)) {
 			c->nomem = 1;
+		}
 	}
 	for (size_t i = 1, first = 0; i < s->ncmds; i++) {
 		const struct flow *f = s->by_cmd[i], *g = s->by_cmd[first];
