@@ -411,6 +411,27 @@ static void trim(const char *s, const char **start, size_t *len)
 	*len = n;
 }
 
+/* Appends a bound of a validation as people write numbers: a whole number
+ * without exponent or sign of zero, anything else in the fewest digits that
+ * read back as the same value. Returns 0 or -ENOMEM. */
+static int put_bound(struct buf *b, double v)
+{
+	if (v == 0)
+		return buf_putc(b, '0'); /* and not -0 */
+	char s[400];
+	if (v > -1e21 && v < 1e21) { /* a whole number: all its digits */
+		snprintf(s, sizeof(s), "%.0f", v);
+		if (strtod(s, NULL) == v)
+			return buf_puts(b, s);
+	}
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(s, sizeof(s), "%.*g", prec, v);
+		if (strtod(s, NULL) == v)
+			break;
+	}
+	return buf_puts(b, s);
+}
+
 static void default_error(struct run *r, const struct step *st)
 {
 	struct buf b = BUF_INIT, esc = BUF_INIT;
@@ -419,11 +440,12 @@ static void default_error(struct run *r, const struct step *st)
 	if (st->vtype == VALIDATE_INTEGER || st->vtype == VALIDATE_NUMBER) {
 		rc = buf_printf(&b, "Please send %s", what);
 		if (!rc && st->has_min && st->has_max)
-			rc = buf_printf(&b, " from %.15g to %.15g", st->min, st->max);
+			rc = buf_puts(&b, " from ") || put_bound(&b, st->min) ||
+			     buf_puts(&b, " to ") || put_bound(&b, st->max);
 		else if (!rc && st->has_min)
-			rc = buf_printf(&b, " of at least %.15g", st->min);
+			rc = buf_puts(&b, " of at least ") || put_bound(&b, st->min);
 		else if (!rc && st->has_max)
-			rc = buf_printf(&b, " of at most %.15g", st->max);
+			rc = buf_puts(&b, " of at most ") || put_bound(&b, st->max);
 		if (!rc)
 			rc = buf_putc(&b, '.');
 	} else if (st->vtype == VALIDATE_REGEX) {
