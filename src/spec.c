@@ -634,20 +634,19 @@ static void compile_keyboard(struct cc *c, const struct doc_node *n,
 		err(c, n, "%zu buttons on one message; Telegram allows at most %d",
 		    total, SPEC_MAX_MSG_BUTTONS);
 	if (ask_flow) {
-		/* two choices with one value would be indistinguishable */
-		for (size_t r = 0; r < kb->nrows; r++)
-			for (size_t i = 0; i < kb->rows[r].n; i++) {
-				const struct button *a = &kb->rows[r].v[i];
-				for (size_t r2 = r; r2 < kb->nrows; r2++)
-					for (size_t j = (r2 == r ? i + 1 : 0);
-					     j < kb->rows[r2].n; j++) {
-						const struct button *b = &kb->rows[r2].v[j];
-						if (a->value && b->value &&
-						    !strcmp(a->value, b->value))
-							diags_add(c->d, b->line, b->col,
-								  "duplicate choice value '%s'",
-								  b->value) ? (void)(c->nomem = 1) : (void)0;
-					}
+		/* two choices with one value would be indistinguishable: each
+		 * repeat is reported once, at itself */
+		for (size_t r2 = 0; r2 < kb->nrows; r2++)
+			for (size_t j = 0; j < kb->rows[r2].n; j++) {
+				const struct button *b = &kb->rows[r2].v[j];
+				bool seen = false;
+				for (size_t r = 0; b->value && !seen && r <= r2; r++)
+					for (size_t i = 0; !seen && i < (r == r2 ? j : kb->rows[r].n); i++)
+						seen = kb->rows[r].v[i].value &&
+						       !strcmp(kb->rows[r].v[i].value, b->value);
+				if (seen && diags_add(c->d, b->line, b->col, "duplicate choice value '%s'",
+						      b->value))
+					c->nomem = 1;
 			}
 	}
 }
