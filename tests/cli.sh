@@ -65,6 +65,18 @@ check chat-wait 0 'No answer for 10 minutes' out -- sh -c '"$1" chat "$2" <"$3"'
 printf '#9\n' >"$tmp/in"
 check chat-bad-press 0 'no button 9' err -- sh -c '"$1" chat "$2" <"$3"' sh "$ctl" "$order" "$tmp/in"
 check chat-bad-spec 1 'bad.yaml:3:5:' err -- "$ctl" chat "$tmp/bad.yaml"
+# #N presses that very button, also when labels repeat
+cat >"$tmp/twins.yaml" <<'EOF2'
+flows:
+  - entry_cmd: /start
+    steps: [{reply: "Pick", buttons: [[{text: Go, flow: a}, {text: Go, flow: b}]]}]
+  - id: a
+    steps: [{reply: "went to a"}]
+  - id: b
+    steps: [{reply: "went to b"}]
+EOF2
+printf '/start\n#2\n' >"$tmp/in"
+check chat-press-twin 0 'bot: went to b' out -- sh -c '"$1" chat "$2" <"$3"' sh "$ctl" "$tmp/twins.yaml" "$tmp/in"
 
 printf '> /order\n< What is your name?\n> Bob\n< How many?\n' >"$tmp/t.txt"
 check test-fail 1 '^- < What is your name?' err -- "$ctl" test "$order" "$tmp/t.txt"

@@ -87,12 +87,8 @@ static int press_number(struct chat *c, const char *arg, struct sim_outs *o)
 			printf("(opens %s)\n", b->url);
 			return 0;
 		}
-		char *label = strdup(b->text);
-		if (!label)
-			return -ENOMEM;
-		int rc = sim_press(&c->sim, label, o);
-		free(label);
-		return rc;
+		/* this very button: labels may repeat */
+		return sim_press_button(&c->sim, kb, b, o);
 	}
 	fprintf(stderr, "no button %s: press a number shown in [brackets]\n", arg);
 	return 0;

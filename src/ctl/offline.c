@@ -240,6 +240,24 @@ int sim_text(struct sim *s, const char *text, struct sim_outs *out)
 	return step(s, c, &ev, out);
 }
 
+int sim_press_button(struct sim *s, const struct sim_msg *m, const struct action_button *b,
+		     struct sim_outs *out)
+{
+	if (!b->data)
+		return -EINVAL;
+	struct sim_convo *c = convo_for(s, s->chat_id, s->user_id);
+	if (!c)
+		return -ENOMEM;
+	char cbid[32];
+	snprintf(cbid, sizeof(cbid), "cb%" PRId64, s->next_id++);
+	struct event ev;
+	fill_event(s, c, &ev, EVENT_CALLBACK);
+	ev.message_id = m->id;
+	ev.callback_id = cbid;
+	ev.callback_data = b->data;
+	return step(s, c, &ev, out);
+}
+
 int sim_press(struct sim *s, const char *label, struct sim_outs *out)
 {
 	for (size_t k = s->nmsgs; k-- > 0;) {
@@ -247,24 +265,9 @@ int sim_press(struct sim *s, const char *label, struct sim_outs *out)
 		if (m->chat_id != s->chat_id)
 			continue;
 		for (size_t r = 0; r < m->nrows; r++)
-			for (size_t i = 0; i < m->rows[r].n; i++) {
-				const struct action_button *b = &m->rows[r].v[i];
-				if (strcmp(b->text, label))
-					continue;
-				if (!b->data)
-					return -EINVAL;
-				struct sim_convo *c = convo_for(s, s->chat_id, s->user_id);
-				if (!c)
-					return -ENOMEM;
-				char cbid[32];
-				snprintf(cbid, sizeof(cbid), "cb%" PRId64, s->next_id++);
-				struct event ev;
-				fill_event(s, c, &ev, EVENT_CALLBACK);
-				ev.message_id = m->id;
-				ev.callback_id = cbid;
-				ev.callback_data = b->data;
-				return step(s, c, &ev, out);
-			}
+			for (size_t i = 0; i < m->rows[r].n; i++)
+				if (!strcmp(m->rows[r].v[i].text, label))
+					return sim_press_button(s, m, &m->rows[r].v[i], out);
 	}
 	return -ENOENT;
 }

@@ -83,6 +83,10 @@ int sim_text(struct sim *s, const char *text, struct sim_outs *out);
  * of the current chat. Returns 0, -ENOENT (no such button), -EINVAL (it is
  * a URL button) or -ENOMEM. */
 int sim_press(struct sim *s, const char *label, struct sim_outs *out);
+/* Presses button b of message m (of the current chat). Returns as
+ * sim_press (-EINVAL for a URL button). */
+int sim_press_button(struct sim *s, const struct sim_msg *m, const struct action_button *b,
+		     struct sim_outs *out);
 
 /* Advances the clock by ms and fires every deadline now due, oldest first.
  * Returns 0 or -ENOMEM. */
