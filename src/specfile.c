@@ -2,9 +2,12 @@
 #include "botfactory/specfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "botfactory/buf.h"
 
@@ -40,9 +43,24 @@ int specfile_id(const char *path, char *id, size_t size)
 
 static int read_file(const char *path, struct buf *b, struct diags *d)
 {
-	FILE *f = fopen(path, "rb");
+	/* never blocks on a FIFO; only regular files are specs */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat sb = {0};
+	if (fd < 0) {
+		int e = errno;
+		return diags_add(d, 0, 0, "cannot open: %s", strerror(e)) ? -ENOMEM : -e;
+	}
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+		const char *why = errno && !sb.st_mode ? strerror(errno)
+				  : S_ISDIR(sb.st_mode) ? strerror(EISDIR)
+							: "not a regular file";
+		close(fd);
+		return diags_add(d, 0, 0, "cannot read: %s", why) ? -ENOMEM : -EINVAL;
+	}
+	FILE *f = fdopen(fd, "rb");
 	if (!f) {
 		int e = errno;
+		close(fd);
 		return diags_add(d, 0, 0, "cannot open: %s", strerror(e)) ? -ENOMEM : -e;
 	}
 	char chunk[8192];

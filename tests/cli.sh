@@ -89,6 +89,14 @@ check test-no-button 1 "press.txt:2: no button labelled 'Nope'" err -- "$ctl" te
 check test-usage 2 'needs a SPEC and at least one TRANSCRIPT' err -- "$ctl" test "$order"
 check test-pass 0 '1 transcript passed, 0 failed' out -- "$ctl" test "$order" "$root/tests/transcripts/order.txt"
 
+# a NUL byte would hide the rest of its line: an error
+printf '> /start\n< Hello\000junk\n' >"$tmp/nul.txt"
+check test-nul 1 'a NUL byte in the line' err -- "$ctl" test "$order" "$tmp/nul.txt"
+
+# a FIFO is not a spec (validate used to wait on it for ever)
+mkfifo "$tmp/fifo.yaml"
+check validate-fifo 1 'cannot read: not a regular file' err -- "$ctl" validate "$tmp/fifo.yaml"
+
 # a transcript that cannot be read fails (it used to pass as empty)
 mkdir "$tmp/adir"
 check test-unreadable 1 'cannot read: Is a directory' err -- "$ctl" test "$order" "$tmp/adir"

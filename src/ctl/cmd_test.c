@@ -274,6 +274,10 @@ static int parse_and_run(struct run *r, FILE *f)
 	int lineno = 0, rc = 0;
 	while (!rc && !r->error && (len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
+		if (memchr(line, '\0', (size_t)len)) { /* the rest would go unseen */
+			fail_line(r, lineno, "%s", "a NUL byte in the line");
+			break;
+		}
 		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
 			       line[len - 1] == ' ' || line[len - 1] == '\t'))
 			line[--len] = '\0';
