@@ -369,10 +369,14 @@ static bool want_bool(struct cc *c, const struct doc_node *n, const char *what,
 static bool want_number(struct cc *c, const struct doc_node *n,
 			const char *what, bool integer, double *out)
 {
-	if (n->kind == DOC_SCALAR && n->plain && n->len > 0) {
+	/* decimal notation only (strtod would also take 0x10, inf, nan) */
+	if (n->kind == DOC_SCALAR && n->plain && n->len > 0 &&
+	    strspn(n->str, "0123456789+-.eE") == n->len) {
 		char *end = NULL;
 		errno = 0;
 		double v = strtod(n->str, &end);
+		if (errno == ERANGE && v > -1 && v < 1)
+			errno = 0; /* underflow (1e-400): as good as 0 */
 		/* range first: casting an out-of-range double is undefined */
 		if (errno == 0 && end && *end == '\0' && v == v &&
 		    v < 1e300 && v > -1e300 &&
