@@ -42,6 +42,8 @@ check no-command 2 'usage: botfactoryctl COMMAND' err -- "$ctl"
 check unknown-command 2 "unknown command 'frobnicate'" err -- "$ctl" frobnicate
 check validate-no-args 2 'needs at least one spec FILE' err -- "$ctl" validate
 check validate-ok 0 'order.yaml: ok (7 flows)' out -- "$ctl" validate "$order"
+check validate-unknown-option 2 "unknown option '--foo'" err -- "$ctl" validate --foo "$order"
+check validate-dashdash 0 'order.yaml: ok (7 flows)' out -- "$ctl" validate -- "$order"
 check validate-missing 1 'cannot open: No such file or directory' err -- "$ctl" validate "$tmp/nope.yaml"
 
 printf 'flows:\n  - entry_cmd: /start\n    stepz: []\n' >"$tmp/bad.yaml"

@@ -11,7 +11,8 @@ static const struct ctl_cmd cmds[] = {
 	{"validate", "FILE...", "check spec files and report every error",
 	 "Compiles each spec (YAML or JSON) exactly as the daemon would and prints\n"
 	 "every problem as FILE:LINE:COLUMN: message on stderr.\n"
-	 "Exit status: 0 when all files are valid, 1 otherwise.\n",
+	 "Exit status: 0 when all files are valid, 1 otherwise, 2 for a usage\n"
+	 "error (an unknown option; '--' ends options).\n",
 	 cmd_validate},
 	{"chat", "[--bot-username NAME] FILE",
 	 "talk to a bot in the terminal, without Telegram",
