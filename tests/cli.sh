@@ -90,6 +90,8 @@ printf '> /start\n* Nope\n' >"$tmp/press.txt"
 check test-no-button 1 "press.txt:2: no button labelled 'Nope'" err -- "$ctl" test "$order" "$tmp/press.txt"
 check test-usage 2 'needs a SPEC and at least one TRANSCRIPT' err -- "$ctl" test "$order"
 check test-pass 0 '1 transcript passed, 0 failed' out -- "$ctl" test "$order" "$root/tests/transcripts/order.txt"
+long=$(printf '%0300d' 0)
+check test-long-username 2 'bot-username is too long' err -- "$ctl" test --bot-username "$long" "$order" "$root/tests/transcripts/order.txt"
 
 # a NUL byte would hide the rest of its line: an error
 printf '> /start\n< Hello\000junk\n' >"$tmp/nul.txt"

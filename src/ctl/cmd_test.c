@@ -484,6 +484,8 @@ int cmd_test(int argc, char **argv)
 	}
 	if (!specfile || !first)
 		return ctl_usage_error("test", "needs a SPEC and at least one TRANSCRIPT");
+	if (username && strlen(username) >= sizeof(((struct sim *)0)->bot_username))
+		return ctl_usage_error("test", "--bot-username is too long");
 	struct spec *spec = NULL;
 	if (offline_load(specfile, stderr, &spec))
 		return 1;
