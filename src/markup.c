@@ -247,6 +247,25 @@ static bool name_is(const char *name, size_t n, const char *want)
 	return strlen(want) == n && strncasecmp(name, want, n) == 0;
 }
 
+/* Attribute names, unlike tag names, are matched by Telegram exactly
+ * (`<span CLASS=...>` is refused, `<a HREF=...>` loses its link). */
+static bool attr_is(const char *name, size_t n, const char *want)
+{
+	return strlen(want) == n && memcmp(name, want, n) == 0;
+}
+
+/* A custom emoji id as Telegram takes it: a positive 64-bit integer in
+ * canonical form (no leading zero). */
+static bool emoji_id_ok(const char *v, size_t n)
+{
+	if (n == 0 || n > 19 || v[0] == '0')
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (!is_digit((unsigned char)v[k]))
+			return false;
+	return n < 19 || memcmp(v, "9223372036854775807", 19) <= 0;
+}
+
 /* Parses an HTML entity at p[0..n) (p[0] == '&'). Returns NULL and sets
  * *used and *cp, or returns the error message. */
 static const char *html_entity(const char *p, size_t n, size_t *used,
@@ -271,7 +290,7 @@ static const char *html_entity(const char *p, size_t n, size_t *used,
 		return bad;
 	size_t i = 2;
 	bool hex = false;
-	if (i < n && (p[i] == 'x' || p[i] == 'X')) {
+	if (i < n && p[i] == 'x') { /* Telegram decodes no &#X...; */
 		hex = true;
 		i++;
 	}
@@ -296,7 +315,9 @@ static const char *html_entity(const char *p, size_t n, size_t *used,
 	}
 	if (i == start || i >= n || p[i] != ';')
 		return bad;
-	if (big || v == 0 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+	/* as Telegram decodes them: below U+10FFFF, and at most 9 bytes
+	 * long (it shows a longer one, like &#00000065;, as it is written) */
+	if (big || v == 0 || v >= 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || i + 1 >= 10)
 		return "invalid numeric entity";
 	*used = i + 1;
 	*cp = v;
@@ -417,12 +438,14 @@ static int html_attr(struct scan *sc, int t, size_t aoff, size_t alen,
 	const char *unknown = "unknown attribute";
 	switch (t) {
 	case H_A:
-		if (bare || !name_is(an, alen, "href"))
+		if (bare || !attr_is(an, alen, "href"))
 			return fail(sc, aoff, unknown);
+		if (*seen & 1) /* Telegram keeps the last one */
+			return fail(sc, aoff, "repeated attribute");
 		*seen |= 1;
 		return 0;
 	case H_SPAN:
-		if (bare || !name_is(an, alen, "class"))
+		if (bare || !attr_is(an, alen, "class"))
 			return fail(sc, aoff, unknown);
 		if (!(vlen == 10 && memcmp(v, "tg-spoiler", 10) == 0))
 			return fail(sc, voff,
@@ -430,18 +453,14 @@ static int html_attr(struct scan *sc, int t, size_t aoff, size_t alen,
 		*seen |= 1;
 		return 0;
 	case H_TGEMOJI:
-		if (bare || !name_is(an, alen, "emoji-id"))
+		if (bare || !attr_is(an, alen, "emoji-id"))
 			return fail(sc, aoff, unknown);
-		for (size_t k = 0; k < vlen; k++)
-			if (!is_digit((unsigned char)v[k]))
-				return fail(sc, voff,
-					    "emoji-id must be a number");
-		if (vlen == 0)
-			return fail(sc, voff, "emoji-id must be a number");
+		if (!emoji_id_ok(v, vlen))
+			return fail(sc, voff, "emoji-id must be a positive number without leading zeros");
 		*seen |= 1;
 		return 0;
 	case H_CODE:
-		if (bare || !name_is(an, alen, "class"))
+		if (bare || !attr_is(an, alen, "class"))
 			return fail(sc, aoff, unknown);
 		if (vlen < 9 || memcmp(v, "language-", 9) != 0)
 			return fail(sc, voff, "<code> class must be "
@@ -449,7 +468,7 @@ static int html_attr(struct scan *sc, int t, size_t aoff, size_t alen,
 		*seen |= 2;
 		return 0;
 	case H_BLOCKQUOTE:
-		if (!bare || !name_is(an, alen, "expandable"))
+		if (!bare || !attr_is(an, alen, "expandable"))
 			return fail(sc, aoff, unknown);
 		return 0;
 	default:
@@ -737,10 +756,10 @@ static int md_emoji(struct scan *sc, size_t i, size_t *end)
 	static const char pfx[] = "tg://emoji?id=";
 	size_t plen = sizeof(pfx) - 1, k = u + plen;
 	bool ok = uend - 1 - u > plen && memcmp(s + u, pfx, plen) == 0;
-	for (; ok && k < uend - 1; k++)
-		ok = is_digit((unsigned char)s[k]);
 	if (!ok)
 		return fail(sc, u, "custom emoji needs (tg://emoji?id=...)");
+	if (!emoji_id_ok(s + k, uend - 1 - k))
+		return fail(sc, k, "the emoji id must be a positive number without leading zeros");
 	*end = uend;
 	return push_tok(sc, TOK_TEXT, i, uend - i, width, NO_ENT, false,
 			false);
@@ -1114,6 +1133,7 @@ int markup_escape(enum parse_mode mode, struct buf *out, const char *s,
 			case '"':
 				rc = buf_append(out, "&quot;", 6);
 				break;
+
 			default:
 				rc = buf_putc(out, c);
 				break;

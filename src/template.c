@@ -258,6 +258,13 @@ int template_check_markup(const struct template *t, enum parse_mode mode,
 	rc = check_with(t, mode, "x", err_off, msg);
 	if (!rc && mode == PARSE_MODE_MARKDOWNV2)
 		rc = check_backslash(t, err_off, msg);
+	/* values are escaped for text and double-quoted attributes; a ' in a
+	 * value would end a single-quoted one (and could add an attribute) */
+	if (!rc && mode == PARSE_MODE_HTML && check_with(t, mode, "'", err_off, msg) == -EINVAL) {
+		if (msg)
+			*msg = "a placeholder inside a '...' attribute: quote the attribute with \"...\"";
+		return -EINVAL;
+	}
 	if (!rc)
 		rc = check_with(t, mode, "", err_off, msg);
 	return rc;

@@ -135,8 +135,39 @@ static void test_html_valid(void **state)
 		       "<span class=\"tg-spoiler\">s</span>");
 	check_ok(HTML, "<tg-emoji emoji-id=\"5368324170671202286\">"
 		       "\xF0\x9F\x91\x8D</tg-emoji>");
-	check_ok(HTML, "&lt;&gt;&amp;&quot; &#33;&#x21;&#X1F600;");
+	check_ok(HTML, "&lt;&gt;&amp;&quot; &#33;&#x21;&#x1F600;&#128512;");
 	check_ok(HTML, "<b></b>");
+}
+
+/* What Telegram's HTML parser refuses, or reads otherwise than the
+ * checker would: refused here too. */
+static void test_html_as_telegram_reads_it(void **state)
+{
+	(void)state;
+	/* numeric entities: lowercase x, below U+10FFFF, at most 9 bytes */
+	check_err(HTML, "a &#X41; b", 2, "'&' must be written as &amp;");
+	check_err(HTML, "&#1114111;", 0, "invalid numeric entity");
+	check_err(HTML, "&#x10FFFF;", 0, "invalid numeric entity");
+	check_err(HTML, "&#00000065;", 0, "invalid numeric entity");
+	/* attribute names are exact */
+	check_err(HTML, "<span CLASS=\"tg-spoiler\">x</span>", 6, "unknown attribute");
+	check_err(HTML, "<a HREF=\"http://x\">x</a>", 3, "unknown attribute");
+	check_ok(HTML, "<SPAN class=\"tg-spoiler\">x</SPAN>"); /* tag names are not */
+	/* one href: Telegram keeps the last */
+	check_err(HTML, "<a href=\"http://a\" href=\"http://b\">x</a>", 19, "repeated attribute");
+	/* custom emoji ids: positive int64, canonical */
+	check_err(HTML, "<tg-emoji emoji-id=\"0\">x</tg-emoji>", 20,
+		  "emoji-id must be a positive number without leading zeros");
+	check_err(HTML, "<tg-emoji emoji-id=\"05\">x</tg-emoji>", 20,
+		  "emoji-id must be a positive number without leading zeros");
+	check_err(HTML, "<tg-emoji emoji-id=\"99999999999999999999\">x</tg-emoji>", 20,
+		  "emoji-id must be a positive number without leading zeros");
+	check_ok(HTML, "<tg-emoji emoji-id=\"9223372036854775807\">x</tg-emoji>");
+	check_err(MD, "![x](tg://emoji?id=0)", 19,
+		  "the emoji id must be a positive number without leading zeros");
+	check_err(MD, "![x](tg://emoji?id=025)", 19,
+		  "the emoji id must be a positive number without leading zeros");
+	check_ok(MD, "![x](tg://emoji?id=5368324170671202286)");
 }
 
 static void test_html_errors(void **state)
@@ -187,7 +218,7 @@ static void test_html_errors(void **state)
 	check_err(HTML, "<tg-emoji>x</tg-emoji>", 0,
 		  "<tg-emoji> tag needs emoji-id");
 	check_err(HTML, "<tg-emoji emoji-id=\"12a\">x</tg-emoji>", 20,
-		  "emoji-id must be a number");
+		  "emoji-id must be a positive number without leading zeros");
 	check_err(HTML, "<tg-emoji emoji-id=\"1\"><b>x</b></tg-emoji>", 23,
 		  "tags are not allowed inside <tg-emoji>");
 	check_err(HTML, "<tg-emoji emoji-id=\"1\">x", 0,
@@ -565,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_mode_names),
 		cmocka_unit_test(test_html_valid),
 		cmocka_unit_test(test_html_errors),
+		cmocka_unit_test(test_html_as_telegram_reads_it),
 		cmocka_unit_test(test_md_valid),
 		cmocka_unit_test(test_md_errors),
 		cmocka_unit_test(test_none_check),

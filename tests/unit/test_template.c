@@ -166,6 +166,16 @@ static void test_check_markup(void **state)
 	/* a backslash would escape the value's first character */
 	check_markup_err("a\\{{v}}", PARSE_MODE_MARKDOWNV2, 1,
 			 "'\\' before a placeholder must be escaped as \\\\");
+	/* a value's ' would end a single-quoted attribute (and could add one) */
+	struct template *sq = parse_ok("<a href='https://shop.example/{{u}}'>open</a>");
+	size_t off = 0;
+	const char *m = NULL;
+	assert_int_equal(template_check_markup(sq, PARSE_MODE_HTML, &off, &m), -EINVAL);
+	assert_string_equal(m, "a placeholder inside a '...' attribute: quote the attribute with \"...\"");
+	template_free(sq);
+	struct template *dq = parse_ok("<a href=\"https://shop.example/{{u}}\">open</a> it's {{u}}");
+	assert_int_equal(template_check_markup(dq, PARSE_MODE_HTML, &off, &m), 0);
+	template_free(dq);
 	/* an unset (empty) value must not break the markup either */
 	check_markup_err("_a_{{v}}_b_", PARSE_MODE_MARKDOWNV2, 10,
 			 "unclosed italic '_'");
