@@ -288,7 +288,7 @@ class ThrottleTest(BotTest):
 
     def test_idle_throttled_chats_are_freed(self):
         # a chat's queue is kept while its bucket remembers recent sends,
-        # and freed once the bucket is full again (here after 0.1 ms)
+        # and freed once the bucket is full again (here within 1 ms)
         tok = self.token(453)
         spec = "throttle: {chat: 10000/s}\n" + HELLO
         d = self.daemon({"t.yaml": self.spec(spec, "T")}, env={"T": tok})
@@ -298,7 +298,8 @@ class ThrottleTest(BotTest):
         self.fb.wait_sent(453, 16, method="sendMessage", timeout=10)
         mark = len(d.lines)
         self.fb.message(453, "/start", user_id=17)  # the table is full
-        d.wait_log(r"bot t: freed 16 idle chat queues", start=mark)
+        # (the last chat's bucket may still be refilling within the same ms)
+        d.wait_log(r"bot t: freed 1[56] idle chat queues", start=mark)
         self.assertEqual(len(self.fb.wait_sent(453, 17, method="sendMessage")), 17)
         self.assertEqual(d.stop(), 0)
 
