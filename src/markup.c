@@ -163,14 +163,61 @@ static size_t seq_at(const char *s, size_t len, size_t i)
 	return k;
 }
 
-/* Emits one literal code point at s[i] as a text token; *n = its bytes. */
+/* The code point of the well-formed sequence of k bytes at p. */
+static uint32_t cp_of(const unsigned char *p, size_t k)
+{
+	if (k == 1)
+		return p[0];
+	uint32_t v = p[0] & (0x7F >> k);
+	for (size_t j = 1; j < k; j++)
+		v = v << 6 | (p[j] & 0x3F);
+	return v;
+}
+
+/* True for what joins the character before it on screen: a zero-width
+ * joiner (and what follows it), variation selectors, combining marks,
+ * emoji skin tones and the keycap mark. */
+static bool cp_extends(uint32_t cp)
+{
+	return cp == 0x200D || cp == 0xFE0E || cp == 0xFE0F || cp == 0x20E3 ||
+	       (cp >= 0x0300 && cp <= 0x036F) || (cp >= 0x1F3FB && cp <= 0x1F3FF);
+}
+
+static bool cp_regional(uint32_t cp)
+{
+	return cp >= 0x1F1E6 && cp <= 0x1F1FF;
+}
+
+/* Emits one literal character at s[i] as a text token; *n = its bytes. A
+ * character is a code point with what joins it on screen (an emoji ZWJ
+ * sequence, a flag's two regional indicators, a letter and its combining
+ * accent): a split never cuts one apart. Its width is its UTF-16 units. */
 static int text_tok(struct scan *sc, size_t i, size_t *n)
 {
-	unsigned char c = (unsigned char)sc->s[i];
+	const unsigned char *s = (const unsigned char *)sc->s;
+	unsigned char c = s[i];
 	size_t k = seq_at(sc->s, sc->len, i);
+	uint32_t width = k == 4 ? 2 : 1;
+	if (!is_ascii_ws(c) && (k > 1 || c < 0x80)) {
+		uint32_t first = cp_of(s + i, k);
+		bool flag = false, join = false;
+		while (i + k < sc->len) {
+			size_t m = seq_at(sc->s, sc->len, i + k);
+			if (m == 1 && s[i + k] >= 0x80)
+				break; /* not well-formed: left to itself */
+			uint32_t cp = cp_of(s + i + k, m);
+			bool take = join || cp_extends(cp) ||
+				    (!flag && cp_regional(first) && cp_regional(cp) &&
+				     (flag = true));
+			if (!take || (join && cp < 0x80))
+				break;
+			join = cp == 0x200D;
+			k += m;
+			width += m == 4 ? 2 : 1;
+		}
+	}
 	*n = k;
-	return push_tok(sc, TOK_TEXT, i, k, k == 4 ? 2 : 1, NO_ENT,
-			is_ascii_ws(c), is_ascii_ws(c));
+	return push_tok(sc, TOK_TEXT, i, k, width, NO_ENT, is_ascii_ws(c), is_ascii_ws(c));
 }
 
 static int scan_none(struct scan *sc)

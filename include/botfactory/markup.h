@@ -53,7 +53,9 @@ size_t markup_visible_len(enum parse_mode mode, const char *text, size_t len);
 
 /* Splits well-formed markup text[0..len) into messages whose visible text is
  * at most `limit` UTF-16 code units. Cuts only between tokens (never inside a
- * tag, entity, escape or UTF-8 sequence), preferring, within the last part of
+ * tag, entity, escape or UTF-8 sequence, nor inside what shows as one
+ * character: an emoji ZWJ sequence, a flag, a letter and its combining
+ * accent, a skin tone or keycap), preferring, within the last part of
  * the window, a blank line, then a newline, then a space; a formatting
  * entity open at a cut is closed at the end of one chunk and reopened at the
  * start of the next, so each chunk is well-formed on its own. Chunks that

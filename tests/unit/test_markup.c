@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "botfactory/markup.h"
@@ -459,6 +460,50 @@ static void test_split_short_plain(void **state)
 		}
 }
 
+/* What shows as one character is never cut apart: an emoji ZWJ sequence, a
+ * flag, a letter and its accent, a skin tone, a keycap. */
+static void test_split_keeps_characters_whole(void **state)
+{
+	(void)state;
+	static const char *const whole[] = {
+		"\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7", /* family */
+		"\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6",                                  /* a flag */
+		"e\xCC\x81",                                                              /* e + acute */
+		"\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD",                                  /* thumbs up, tone */
+		"1\xEF\xB8\x8F\xE2\x83\xA3",                                           /* keycap 1 */
+	};
+	const enum parse_mode modes[] = {HTML, MD, NONE};
+	for (size_t w = 0; w < sizeof(whole) / sizeof(whole[0]); w++)
+		for (size_t m = 0; m < 3; m++) {
+			char text[128];
+			snprintf(text, sizeof(text), "ab%s cd", whole[w]);
+			size_t units = markup_visible_len(modes[m], whole[w], strlen(whole[w]));
+			/* any limit that ends inside the character cuts before it */
+			for (size_t limit = 3; limit < 2 + units; limit++) {
+				char **v = NULL;
+				int n = markup_split(modes[m], text, strlen(text), limit, &v);
+				assert_true(n >= 2);
+				bool found = false;
+				for (int i = 0; i < n; i++) {
+					found = found || strstr(v[i], whole[w]);
+					free(v[i]);
+				}
+				free(v);
+				if (!found)
+					print_error("'%s' cut apart at limit %zu\n", text, limit);
+				assert_true(found);
+			}
+		}
+	/* two flags are two characters */
+	assert_int_equal(markup_visible_len(NONE, "\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6", 16), 8);
+	char **v = NULL;
+	assert_int_equal(markup_split(NONE, "\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6", 16, 4, &v), 2);
+	assert_string_equal(v[0], "\xF0\x9F\x87\xBA\xF0\x9F\x87\xA6");
+	free(v[0]);
+	free(v[1]);
+	free(v);
+}
+
 static void test_split_empty(void **state)
 {
 	(void)state;
@@ -605,6 +650,7 @@ int main(void)
 		cmocka_unit_test(test_visible_len),
 		cmocka_unit_test(test_split_plain),
 		cmocka_unit_test(test_split_short_plain),
+		cmocka_unit_test(test_split_keeps_characters_whole),
 		cmocka_unit_test(test_split_empty),
 		cmocka_unit_test(test_split_html_reopen),
 		cmocka_unit_test(test_split_atomic),
