@@ -715,6 +715,14 @@ static void ack(struct bot *b, int64_t id)
 
 static void on_ack_timer(uv_timer_t *t);
 
+/* Acknowledged rows wait for the next batch to carry their deletion, or
+ * ACK_DELAY_MS at most: starts that wait when rows wait and it is not on. */
+static void acks_soon(struct bot *b)
+{
+	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
+		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+}
+
 static void write_done(struct dbq_job *j)
 {
 	struct write_job *wj = (struct write_job *)j;
@@ -728,8 +736,8 @@ static void write_done(struct dbq_job *j)
 	free(wj);
 	/* rows acknowledged meanwhile wait for the next batch or the timer,
 	 * like the others (maybe_stopped flushes them when stopping) */
-	if (b->nacks && !b->stopping && !uv_is_active((uv_handle_t *)&b->ack_timer))
-		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+	if (!b->stopping)
+		acks_soon(b);
 	maybe_stopped(b);
 }
 
@@ -796,8 +804,7 @@ static void acks_back(struct bot *b, struct batch_job *bj)
 	free(bj->acks);
 	bj->acks = NULL;
 	bj->nacks = 0;
-	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
-		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+	acks_soon(b);
 }
 
 static void on_send_timer(uv_timer_t *t)
@@ -996,8 +1003,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		make_ready(b, q);
 		chat_release(b, q);
 	}
-	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
-		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+	acks_soon(b);
 	arm_send_timer(b);
 	if (b->stopping)
 		maybe_stopped(b);
@@ -1556,8 +1562,7 @@ static void load_done(struct dbq_job *j)
 		enqueue(b, r->id, r->chat_id, r->priority, m, r->body);
 		r->body = NULL;
 	}
-	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
-		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+	acks_soon(b);
 	if (lj->noutbox > 0)
 		log_info("bot %s: %d pending repl%s from before the restart", bot_id(b),
 			 lj->noutbox, lj->noutbox == 1 ? "y" : "ies");
