@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "botfactory/buf.h"
 #include "botfactory/log.h"
@@ -153,45 +152,21 @@ static void scan_file(struct scan *s, const char *path, struct known *k,
 	struct diags d = {0};
 	struct spec *spec = NULL;
 	struct buf data = BUF_INIT;
-	struct stat sb;
-	/* never blocks: a FIFO put in the file's place since it was listed
-	 * is refused, not waited on */
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	int open_err = fd < 0 ? errno : 0;
-	if (fd >= 0 && (fstat(fd, &sb) || !S_ISREG(sb.st_mode))) {
-		open_err = EINVAL;
-		close(fd);
-		fd = -1;
-	}
-	if (fd >= 0) {
-		char chunk[8192];
-		ssize_t n;
-		while ((n = read(fd, chunk, sizeof(chunk))) > 0 && data.len <= SPEC_MAX_BYTES)
-			if (buf_append(&data, chunk, (size_t)n))
-				break;
-		close(fd);
-	}
+	/* (never blocks: a FIFO put in the file's place since it was listed is
+	 * refused, not waited on) */
+	int rc = specfile_read(path, &data, &d);
 	/* a file that could not be read, or that changed in the last second
 	 * (a rewrite of the same size in the same clock tick keeps its stat),
 	 * is read again by the next scan rather than trusted by its stat */
-	if (fd < 0 || k->mtime_ns >= s->started_ns - 1000000000)
+	if ((rc && rc != -EFBIG) || k->mtime_ns >= s->started_ns - 1000000000)
 		k->mtime_ns = -1;
 	hash_hex(data.data ? data.data : "", data.len, k->hash);
 	if (old && !s->full && !strcmp(old->hash, k->hash)) {
 		buf_free(&data); /* touched, not changed */
+		diags_free(&d);
 		return;
 	}
-	int rc;
-	if (fd < 0)
-		rc = diags_add(&d, 0, 0, "cannot open: %s",
-			       open_err == EINVAL ? "not a regular file" : strerror(open_err))
-			     ? -ENOMEM
-			     : -EIO;
-	else if (data.len > SPEC_MAX_BYTES)
-		rc = diags_add(&d, 0, 0, "larger than %d bytes: not a spec", SPEC_MAX_BYTES)
-			     ? -ENOMEM
-			     : -EFBIG;
-	else
+	if (!rc)
 		rc = spec_compile(k->id, data.data ? data.data : "", data.len, &spec, &d);
 	buf_free(&data);
 	char *error = NULL, *log = NULL;

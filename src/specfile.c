@@ -41,7 +41,7 @@ int specfile_id(const char *path, char *id, size_t size)
 	return 0;
 }
 
-static int read_file(const char *path, struct buf *b, struct diags *d)
+int specfile_read(const char *path, struct buf *b, struct diags *d)
 {
 	/* never blocks on a FIFO; only regular files are specs */
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -90,7 +90,7 @@ int specfile_load(const char *path, struct spec **out, struct diags *d)
 	*out = NULL;
 	if (specfile_id(path, id, sizeof(id)))
 		return diags_add(d, 0, 0, "file name too long") ? -ENOMEM : -EINVAL;
-	int rc = read_file(path, &b, d);
+	int rc = specfile_read(path, &b, d);
 	if (!rc)
 		rc = spec_compile(id, b.data ? b.data : "", b.len, out, d);
 	buf_free(&b);

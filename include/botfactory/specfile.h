@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "botfactory/buf.h"
 #include "botfactory/doc.h"
 #include "botfactory/spec.h"
 
@@ -19,6 +20,13 @@ bool specfile_candidate(const char *name);
 /* Writes the bot id for path (file name without directory and extension)
  * into id[size]. Returns 0, or -ENAMETOOLONG. */
 int specfile_id(const char *path, char *id, size_t size);
+
+/* Appends the content of the spec file at path to b. Never blocks on a
+ * FIFO: only a regular file is read. Returns 0; -EFBIG when it is larger
+ * than SPEC_MAX_BYTES (b then holds its first bytes); another negative
+ * errno when it cannot be opened or read; or -ENOMEM. On error, one error
+ * without position is appended to d. */
+int specfile_read(const char *path, struct buf *b, struct diags *d);
 
 /* Reads and compiles the spec at path. Returns 0 with *out set (free with
  * spec_free); -EINVAL when the spec is invalid (errors appended to d, with
