@@ -457,13 +457,11 @@ static void bind_range(sqlite3_stmt *s, int i, int64_t no)
 	sqlite3_bind_int64(s, i + 1, no << OUTBOX_BOT_SHIFT | OUTBOX_SEQ_MASK);
 }
 
-/* The bot's number (bots.no) in *no: 0 when it has no row yet, unless
- * create (then the row is added). Returns 0, -ENOMEM or -EIO. */
-static int bot_no(struct store *st, const char *bot, bool create, int64_t *no)
+/* The number (bots.no) of the bot whose info is bi, in *no: 0 when it has
+ * no row yet, unless create (then the row is added). Returns 0 or -EIO. */
+static int bot_no_of(struct store *st, struct bot_info *bi, const char *bot, bool create,
+		     int64_t *no)
 {
-	struct bot_info *bi = bot_info(st, bot);
-	if (!bi)
-		return -ENOMEM;
 	*no = bi->no;
 	if (bi->no)
 		return 0;
@@ -487,6 +485,13 @@ static int bot_no(struct store *st, const char *bot, bool create, int64_t *no)
 	}
 	*no = bi->no = v;
 	return 0;
+}
+
+/* The same by bot id. Returns 0, -ENOMEM or -EIO. */
+static int bot_no(struct store *st, const char *bot, bool create, int64_t *no)
+{
+	struct bot_info *bi = bot_info(st, bot);
+	return bi ? bot_no_of(st, bi, bot, create, no) : -ENOMEM;
 }
 
 int store_convo_get(struct store *st, const char *bot, int64_t chat,
@@ -653,7 +658,7 @@ int store_outbox_add(struct store *st, const char *bot, int64_t chat,
 	int rc;
 	if (!bi)
 		return -ENOMEM;
-	if ((rc = bot_no(st, bot, true, &no)))
+	if ((rc = bot_no_of(st, bi, bot, true, &no)))
 		return rc;
 	if (!bi->next) {
 		sqlite3_stmt *m = prep(st, S_OUTBOX_MAX);
