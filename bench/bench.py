@@ -112,20 +112,21 @@ def runtime_ns(pid):
     return total
 
 
-def rss_kib(pid):
+def status_number(pid, field):
+    """A number from /proc/PID/status ("VmRSS" in KiB, "Threads"), or 0."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return status_number(pid, "VmRSS")
 
 
 def threads(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
+    return status_number(pid, "Threads")
 
 
 def wait_quiet(pid, below_ms=0.5, step=0.1, timeout=30.0):
