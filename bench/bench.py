@@ -48,6 +48,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BOTFACTORYD = os.environ.get("BOTFACTORYD", os.path.join(ROOT, "build", "botfactoryd"))
 FAKEBOT = os.environ.get("FAKEBOT", os.path.join(ROOT, "build", "tests", "fakebot", "fakebot"))
 FLOOR = os.environ.get("FLOOR", os.path.join(ROOT, "build", "bench", "floor"))
+# A second daemon (another commit's build) measured beside the first in the
+# headline, as "botfactoryd-b": an A/B of a change in one run.
+BOTFACTORYD_B = os.environ.get("BOTFACTORYD_B")
 
 SPEC = """name: Bench {id}
 token: "{token}"
@@ -316,8 +319,9 @@ class Subject:
         return d
 
     def command(self):
-        if self.kind == "botfactoryd":
-            cmd = [BOTFACTORYD, "--specs", self._specs(), "--db", self.db,
+        if self.kind in ("botfactoryd", "botfactoryd-b"):
+            exe = BOTFACTORYD if self.kind == "botfactoryd" else BOTFACTORYD_B
+            cmd = [exe, "--specs", self._specs(), "--db", self.db,
                    "--telegram-api", self.fb.url, "--log-level", self.level]
             if self.ca:
                 cmd += ["--ca-file", self.ca]
@@ -490,10 +494,12 @@ def one_load(fb, kind, n, chats, name, extra=(), prefix=(), ctl=None):
 
 def phase_headline(reps, n=20000, chats=100):
     summary("\n## Headline: one bot, %d /start updates from %d chats\n" % (n, chats))
-    runs = {"floor": [], "botfactoryd": [], "floor-naive": []}
+    runs = {"floor": [], "botfactoryd": [], "floor-naive": [], "botfactoryd-b": []}
     with start_fakebot() as fb:
         for rep in range(reps):
             order = ["floor", "botfactoryd"] if rep % 2 == 0 else ["botfactoryd", "floor"]
+            if BOTFACTORYD_B:
+                order.insert(1, "botfactoryd-b")
             for kind in order:
                 m = one_load(fb, kind, n, chats, "headline-" + kind)
                 runs[kind].append(m)
@@ -510,9 +516,12 @@ def phase_headline(reps, n=20000, chats=100):
     summary("| subject | CPU µs/update (median) | runs | user | sys | ratio to floor | fakebot µs/update | updates/s |")
     summary("|---|---|---|---|---|---|---|---|")
     for kind, label in (("floor", "floor (bench/floor.c)"),
-                        ("floor-naive", "floor --naive-poll (curl_uv.c's socket handling)"),
-                        ("botfactoryd", "botfactoryd")):
+                        ("floor-naive", "floor --naive-poll (feaa532's socket handling)"),
+                        ("botfactoryd", "botfactoryd"),
+                        ("botfactoryd-b", "botfactoryd-b ($BOTFACTORYD_B)")):
         v = runs[kind]
+        if not v:
+            continue
         c = median([m["cpu_us"] for m in v])
         summary("| %s | **%.1f** | %s | %.1f | %.1f | %.2fx | %.1f | %.0f |" % (
             label, c, fmt_runs([m["cpu_us"] for m in v]),
@@ -531,6 +540,13 @@ def phase_headline(reps, n=20000, chats=100):
     paired = [b["schedstat_us"] / f["schedstat_us"] for b, f in zip(d, runs["floor"])]
     summary("\nbotfactoryd / floor within each rep (schedstat): %s; median **%.2fx**"
             % (" / ".join("%.2f" % r for r in paired), median(paired)))
+    if runs["botfactoryd-b"]:
+        pb = [b["schedstat_us"] / f["schedstat_us"] for b, f in zip(runs["botfactoryd-b"], runs["floor"])]
+        ab = [a["schedstat_us"] / b["schedstat_us"] for a, b in zip(d, runs["botfactoryd-b"])]
+        summary("\nbotfactoryd-b / floor within each rep: %s; median **%.2fx**"
+                % (" / ".join("%.2f" % r for r in pb), median(pb)))
+        summary("\nbotfactoryd / botfactoryd-b within each rep: %s; median **%.2fx**"
+                % (" / ".join("%.2f" % r for r in ab), median(ab)))
     record("headline_summary", floor=fl, botfactoryd=median([m["cpu_us"] for m in d]),
            floor_naive=median([m["cpu_us"] for m in runs["floor-naive"]]),
            paired_ratio=median(paired))

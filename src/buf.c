@@ -81,6 +81,46 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
+int buf_json_string(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t extra = 2;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		extra += *p == '"' || *p == '\\' ? 2 : *p < 0x20 ? 6 : 1;
+	int rc = buf_reserve(b, extra);
+	if (rc)
+		return rc;
+	char *o = b->data + b->len;
+	*o++ = '"';
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		unsigned char c = *p;
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t)(o - b->data);
+	return 0;
+}
+
 void buf_truncate(struct buf *b, size_t len)
 {
 	if (len > b->len)

@@ -901,70 +901,62 @@ const char *engine_method(const char *name)
 	return NULL;
 }
 
+/* Appends `,"key":` and the JSON string v (',' left out at the start of
+ * an object). */
+static int put_str(struct buf *b, const char *key, const char *v)
+{
+	if (b->data[b->len - 1] != '{' && buf_putc(b, ','))
+		return -ENOMEM;
+	return buf_printf(b, "\"%s\":", key) || buf_json_string(b, v) ? -ENOMEM : 0;
+}
+
+/* The body is written directly (no cJSON tree: this runs for every reply
+ * on the database thread), with cJSON's key order and escaping; the tests
+ * parse it back. */
 int engine_action_json(const struct action *a, bool with_chat,
 		       const char **method, char **json)
 {
-	int rc = -ENOMEM;
-	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return -ENOMEM;
+	struct buf b = BUF_INIT;
+	int rc = buf_putc(&b, '{');
 	if (a->kind == ACTION_ANSWER_CALLBACK) {
 		*method = methods[ACTION_ANSWER_CALLBACK];
-		if (!cJSON_AddStringToObject(o, "callback_query_id",
-					     a->callback_id ? a->callback_id : ""))
-			goto out;
-		if (a->text && !cJSON_AddStringToObject(o, "text", a->text))
-			goto out;
+		rc = rc || put_str(&b, "callback_query_id", a->callback_id ? a->callback_id : "") ||
+		     (a->text && put_str(&b, "text", a->text));
 	} else {
 		*method = methods[ACTION_SEND];
-		if ((with_chat && !cJSON_AddNumberToObject(o, "chat_id", (double)a->chat_id)) ||
-		    !cJSON_AddStringToObject(o, "text", a->text ? a->text : ""))
-			goto out;
 		const char *pm = markup_mode_api_name(a->mode);
-		if (pm && !cJSON_AddStringToObject(o, "parse_mode", pm))
-			goto out;
-		if (a->reply_to) {
-			cJSON *rp = cJSON_AddObjectToObject(o, "reply_parameters");
-			if (!rp || !cJSON_AddNumberToObject(rp, "message_id", (double)a->reply_to) ||
-			    !cJSON_AddTrueToObject(rp, "allow_sending_without_reply"))
-				goto out;
-		}
+		rc = rc || (with_chat && buf_printf(&b, "\"chat_id\":%" PRId64, a->chat_id)) ||
+		     put_str(&b, "text", a->text ? a->text : "") ||
+		     (pm && put_str(&b, "parse_mode", pm)) ||
+		     (a->reply_to &&
+		      buf_printf(&b, ",\"reply_parameters\":{\"message_id\":%" PRId64
+				     ",\"allow_sending_without_reply\":true}",
+				 a->reply_to));
 		if (a->nrows) {
-			cJSON *rm = cJSON_AddObjectToObject(o, "reply_markup");
-			cJSON *kb = rm ? cJSON_AddArrayToObject(rm, "inline_keyboard") : NULL;
-			if (!kb)
-				goto out;
-			for (size_t i = 0; i < a->nrows; i++) {
-				cJSON *row = cJSON_CreateArray();
-				if (!row || !cJSON_AddItemToArray(kb, row)) {
-					cJSON_Delete(row);
-					goto out;
+			rc = rc || buf_puts(&b, ",\"reply_markup\":{\"inline_keyboard\":[");
+			for (size_t i = 0; !rc && i < a->nrows; i++) {
+				rc = (i && buf_putc(&b, ',')) || buf_putc(&b, '[');
+				for (size_t j = 0; !rc && j < a->rows[i].n; j++) {
+					const struct action_button *bt = &a->rows[i].v[j];
+					rc = (j && buf_putc(&b, ',')) || buf_putc(&b, '{') ||
+					     put_str(&b, "text", bt->text) ||
+					     put_str(&b, bt->url ? "url" : "callback_data",
+						     bt->url ? bt->url : bt->data) ||
+					     buf_putc(&b, '}');
 				}
-				for (size_t j = 0; j < a->rows[i].n; j++) {
-					const struct action_button *b = &a->rows[i].v[j];
-					cJSON *bo = cJSON_CreateObject();
-					if (!bo || !cJSON_AddItemToArray(row, bo)) {
-						cJSON_Delete(bo);
-						goto out;
-					}
-					if (!cJSON_AddStringToObject(bo, "text", b->text) ||
-					    !cJSON_AddStringToObject(bo, b->url ? "url" : "callback_data",
-								     b->url ? b->url : b->data))
-						goto out;
-				}
+				rc = rc || buf_putc(&b, ']');
 			}
+			rc = rc || buf_puts(&b, "]}");
 		} else if (a->force_reply) {
-			cJSON *rm = cJSON_AddObjectToObject(o, "reply_markup");
 			/* selective targets the user replied to; with no message
 			 * to reply to it would target nobody */
-			if (!rm || !cJSON_AddTrueToObject(rm, "force_reply") ||
-			    (a->reply_to && !cJSON_AddTrueToObject(rm, "selective")))
-				goto out;
+			rc = rc || buf_puts(&b, a->reply_to ? ",\"reply_markup\":{\"force_reply\":true,\"selective\":true}"
+							    : ",\"reply_markup\":{\"force_reply\":true}");
 		}
 	}
-	*json = cJSON_PrintUnformatted(o);
-	rc = *json ? 0 : -ENOMEM;
-out:
-	cJSON_Delete(o);
-	return rc;
+	if (rc || buf_putc(&b, '}') || !(*json = buf_take(&b))) {
+		buf_free(&b);
+		return -ENOMEM;
+	}
+	return 0;
 }

@@ -29,6 +29,12 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* Appends s as a JSON string: quoted, with `"`, `\` and the control
+ * characters escaped exactly as cJSON_PrintUnformatted writes them (\b \f
+ * \n \r \t, the others as \u00xx); other bytes, UTF-8 included, as they
+ * are. For bodies built on hot paths without a cJSON tree. Returns 0 or
+ * -ENOMEM (the buffer unchanged). */
+int buf_json_string(struct buf *b, const char *s);
 /* Cuts the contents back to its first len bytes (len <= b->len), e.g. to
  * undo a partial append after a failure. */
 void buf_truncate(struct buf *b, size_t len);

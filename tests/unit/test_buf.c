@@ -1,4 +1,4 @@
-/* Unit tests of buf (growable strings), utf8 and log redaction. */
+/* Unit tests of buf (growable strings, JSON strings), utf8 and log redaction. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <cjson/cJSON.h>
 
 #include "botfactory/buf.h"
 #include "botfactory/log.h"
@@ -85,6 +87,43 @@ static void test_log_redact(void **state)
 	assert_string_equal(t, "time 12:30 and 42:short stay");
 }
 
+/* buf_json_string writes what cJSON writes for the same string, and cJSON
+ * reads it back to the same bytes: every byte value, and mixed text. */
+static void check_json_string(const char *s)
+{
+	struct buf b = BUF_INIT;
+	assert_int_equal(buf_puts(&b, "x"), 0); /* appends after what is there */
+	assert_int_equal(buf_json_string(&b, s), 0);
+	cJSON *str = cJSON_CreateString(s);
+	char *want = cJSON_PrintUnformatted(str);
+	assert_non_null(want);
+	assert_string_equal(b.data + 1, want);
+	assert_int_equal(b.len, 1 + strlen(want));
+	cJSON *back = cJSON_Parse(b.data + 1);
+	assert_true(cJSON_IsString(back));
+	assert_string_equal(back->valuestring, s);
+	cJSON_Delete(back);
+	cJSON_free(want);
+	cJSON_Delete(str);
+	buf_free(&b);
+}
+
+static void test_json_string(void **state)
+{
+	(void)state;
+	char one[4] = {'a', 0, 'z', 0};
+	for (int c = 1; c < 256; c++) {
+		one[1] = (char)c;
+		check_json_string(one);
+	}
+	check_json_string("");
+	check_json_string("say \"hi\" \\ back\n\ttab \x01\x1f\x7f </b> \xd0\x9f\xf0\x9f\x91\x8b \xe2\x80\xa8");
+	struct buf b = BUF_INIT;
+	assert_int_equal(buf_json_string(&b, "\x02\""), 0);
+	assert_string_equal(b.data, "\"\\u0002\\\"\"");
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -93,6 +132,7 @@ int main(void)
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_utf16_len),
 		cmocka_unit_test(test_log_redact),
+		cmocka_unit_test(test_json_string),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

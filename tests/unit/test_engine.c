@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
 #include "botfactory/engine.h"
 
 #define NOW 1767225600000LL
@@ -553,10 +555,88 @@ static void test_unknown_command_lists_menu(void **state)
 	spec_free(s);
 }
 
+/* The body is written without cJSON: it must still be exactly what cJSON
+ * prints for it (the form every other test and the outbox rows expect),
+ * whatever the strings hold. */
+static void assert_canonical(const char *j)
+{
+	cJSON *o = cJSON_Parse(j);
+	assert_non_null(o);
+	char *again = cJSON_PrintUnformatted(o);
+	assert_string_equal(again, j);
+	cJSON_free(again);
+	cJSON_Delete(o);
+}
+
+static void test_action_json_is_cjson_form(void **state)
+{
+	(void)state;
+	char nasty[] = "\"q\" \\ \n\r\t\b\f\x01\x1f \xd0\x9f </b> \xf0\x9f\x91\x8b";
+	char data[] = "c\"1", label[] = "url", url[] = "https://e.org/?a=\"1\"", empty[] = "";
+	char empty2[] = "", cbid[] = "id\"1";
+	struct action_button bt[3] = {{nasty, data, NULL}, {label, NULL, url}, {empty, empty2, NULL}};
+	struct action_row rows[2] = {{bt, 2}, {bt + 2, 1}};
+	struct action a = {0};
+	a.kind = ACTION_SEND;
+	a.chat_id = -1001234567890123;
+	a.text = nasty;
+	a.rows = rows;
+	a.nrows = 2;
+	a.reply_to = 9007199254740993; /* beyond a double's integers: written exactly */
+	for (int mode = 0; mode < 3; mode++) {
+		a.mode = (enum parse_mode)mode;
+		for (int with_chat = 0; with_chat < 2; with_chat++) {
+			const char *m;
+			char *j = NULL;
+			assert_int_equal(engine_action_json(&a, with_chat, &m, &j), 0);
+			assert_string_equal(m, "sendMessage");
+			assert_non_null(strstr(j, "\"message_id\":9007199254740993,"));
+			assert_true(!with_chat == !strstr(j, "\"chat_id\":-1001234567890123,"));
+			assert_true(!mode == !strstr(j, "\"parse_mode\""));
+			free(j);
+		}
+	}
+	/* every shape, checked against cJSON's own printing */
+	for (int shape = 0; shape < 8; shape++) {
+		a.nrows = shape & 1 ? 2 : 0;
+		a.force_reply = shape & 2;
+		a.reply_to = shape & 4 ? 7 : 0;
+		a.chat_id = 42;
+		const char *m;
+		char *j = NULL;
+		assert_int_equal(engine_action_json(&a, true, &m, &j), 0);
+		assert_canonical(j);
+		cJSON *o = cJSON_Parse(j);
+		assert_string_equal(cJSON_GetObjectItem(o, "text")->valuestring, nasty);
+		cJSON *kb = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "reply_markup"), "inline_keyboard");
+		assert_int_equal(cJSON_GetArraySize(kb), a.nrows);
+		if (a.nrows)
+			assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetArrayItem(kb, 0), 1),
+								"url")->valuestring,
+					    "https://e.org/?a=\"1\"");
+		cJSON_Delete(o);
+		free(j);
+	}
+	struct action cb = {0};
+	cb.kind = ACTION_ANSWER_CALLBACK;
+	cb.callback_id = cbid;
+	for (int t = 0; t < 2; t++) {
+		cb.text = t ? nasty : NULL;
+		const char *m;
+		char *j = NULL;
+		assert_int_equal(engine_action_json(&cb, true, &m, &j), 0);
+		assert_string_equal(m, "answerCallbackQuery");
+		assert_canonical(j);
+		assert_true(!t == !strstr(j, "\"text\""));
+		free(j);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_send_json_with_keyboard),
+		cmocka_unit_test(test_action_json_is_cjson_form),
 		cmocka_unit_test(test_group_ask_uses_force_reply),
 		cmocka_unit_test(test_callback_answered_first),
 		cmocka_unit_test(test_stale_buttons_across_versions),
