@@ -902,12 +902,12 @@ const char *engine_method(const char *name)
 }
 
 /* Appends `,"key":` and the JSON string v (',' left out at the start of
- * an object). */
+ * an object). `key` comes quoted, with its colon: `"text":`. */
 static int put_str(struct buf *b, const char *key, const char *v)
 {
 	if (b->data[b->len - 1] != '{' && buf_putc(b, ','))
 		return -ENOMEM;
-	return buf_printf(b, "\"%s\":", key) || buf_json_string(b, v) ? -ENOMEM : 0;
+	return buf_puts(b, key) || buf_json_string(b, v) ? -ENOMEM : 0;
 }
 
 /* The body is written directly (no cJSON tree: this runs for every reply
@@ -920,14 +920,14 @@ int engine_action_json(const struct action *a, bool with_chat,
 	int rc = buf_putc(&b, '{');
 	if (a->kind == ACTION_ANSWER_CALLBACK) {
 		*method = methods[ACTION_ANSWER_CALLBACK];
-		rc = rc || put_str(&b, "callback_query_id", a->callback_id ? a->callback_id : "") ||
-		     (a->text && put_str(&b, "text", a->text));
+		rc = rc || put_str(&b, "\"callback_query_id\":", a->callback_id ? a->callback_id : "") ||
+		     (a->text && put_str(&b, "\"text\":", a->text));
 	} else {
 		*method = methods[ACTION_SEND];
 		const char *pm = markup_mode_api_name(a->mode);
 		rc = rc || (with_chat && buf_printf(&b, "\"chat_id\":%" PRId64, a->chat_id)) ||
-		     put_str(&b, "text", a->text ? a->text : "") ||
-		     (pm && put_str(&b, "parse_mode", pm)) ||
+		     put_str(&b, "\"text\":", a->text ? a->text : "") ||
+		     (pm && put_str(&b, "\"parse_mode\":", pm)) ||
 		     (a->reply_to &&
 		      buf_printf(&b, ",\"reply_parameters\":{\"message_id\":%" PRId64
 				     ",\"allow_sending_without_reply\":true}",
@@ -939,8 +939,8 @@ int engine_action_json(const struct action *a, bool with_chat,
 				for (size_t j = 0; !rc && j < a->rows[i].n; j++) {
 					const struct action_button *bt = &a->rows[i].v[j];
 					rc = (j && buf_putc(&b, ',')) || buf_putc(&b, '{') ||
-					     put_str(&b, "text", bt->text) ||
-					     put_str(&b, bt->url ? "url" : "callback_data",
+					     put_str(&b, "\"text\":", bt->text) ||
+					     put_str(&b, bt->url ? "\"url\":" : "\"callback_data\":",
 						     bt->url ? bt->url : bt->data) ||
 					     buf_putc(&b, '}');
 				}

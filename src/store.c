@@ -692,13 +692,36 @@ static int cmp_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Sorts ids, which come nearly sorted (acknowledged about in the order
+ * they were added, a few sends at a time): an insertion sort, which is
+ * linear on such input, handing over to qsort when the input turns out to
+ * be far from sorted. */
+static void sort_ids(int64_t *v, size_t n)
+{
+	size_t moves = 0;
+	for (size_t i = 1; i < n; i++) {
+		int64_t x = v[i];
+		size_t j = i;
+		while (j > 0 && v[j - 1] > x) {
+			v[j] = v[j - 1];
+			j--;
+			if (++moves > 8 * n) {
+				v[j] = x;
+				qsort(v, n, sizeof(*v), cmp_id);
+				return;
+			}
+		}
+		v[j] = x;
+	}
+}
+
 int store_outbox_delete(struct store *st, int64_t *ids, size_t n)
 {
-	if (!n) /* ids may then be NULL, which qsort must not see */
+	if (!n) /* ids may then be NULL */
 		return 0;
 	/* replies are acknowledged mostly in the order they were added: one
 	 * statement per run of consecutive ids instead of one per row */
-	qsort(ids, n, sizeof(*ids), cmp_id);
+	sort_ids(ids, n);
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && ids[j] <= ids[j - 1] + 1)

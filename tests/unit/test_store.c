@@ -362,6 +362,29 @@ static void test_outbox_delete_ids(void **state)
 	assert_int_equal(n, 0);
 	store_outbox_free(rows, 0);
 	assert_int_equal(store_outbox_delete(f->st, NULL, 0), 0);
+	/* nearly sorted (the common case) and reversed (far from sorted)
+	 * acknowledgements: exactly the ones named go */
+	int64_t many[300], dm[300];
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(store_outbox_add(f->st, "c", i, 0, "sendMessage", "{}", &many[i]), 0);
+	size_t nd = 0;
+	for (int i = 0; i < 100; i++) /* 0..99 with neighbours swapped */
+		dm[nd++] = many[i ^ 1];
+	for (int i = 299; i >= 150; i--) /* 299..150 in reverse, every third kept */
+		if (i % 3)
+			dm[nd++] = many[i];
+	assert_int_equal(store_outbox_delete(f->st, dm, nd), 0);
+	n = store_outbox_load(f->st, "c", &rows);
+	int want = 0;
+	for (int i = 100; i < 300; i++) {
+		if (i >= 150 && i % 3)
+			continue;
+		assert_true(want < n);
+		assert_int_equal(rows[want].id, many[i]);
+		want++;
+	}
+	assert_int_equal(n, want);
+	store_outbox_free(rows, (size_t)n);
 	/* a bot first seen in a transaction that is rolled back: its number
 	 * may go to another bot, and the two must not share rows */
 	int64_t x, y;
