@@ -17,7 +17,8 @@ Phases (all of them when none is given, in this order):
   latency    one update every 20 ms: injection to reply, p50/p99
 
 Binaries come from $BOTFACTORYD, $FAKEBOT and $FLOOR (bench/run.sh sets
-them). Results are appended to DIR/results.jsonl (one JSON object per
+them); $BOTFACTORYD_B, when set, is a second daemon build measured beside
+the first in the headline (an A/B in one run). Results are appended to DIR/results.jsonl (one JSON object per
 measurement) and summarised as Markdown tables in DIR/summary.md. Standard
 library only; CPU is read from /proc/PID/stat (utime + stime of the whole
 process, every thread), memory from VmRSS in /proc/PID/status. Every wait

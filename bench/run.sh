@@ -6,6 +6,7 @@
 #
 #   BUILD        meson build directory             [build]
 #   BOTFACTORYD  the daemon                        [$BUILD/botfactoryd]
+#   BOTFACTORYD_B another daemon build, measured beside it in the headline [none]
 #   FAKEBOT      the fake Bot API server           [$BUILD/tests/fakebot/fakebot]
 #   FLOOR        the floor program                 [$BUILD/bench/floor, else compiled into OUT]
 #   OUT          results                           [$BUILD/bench-results]
@@ -57,6 +58,7 @@ mkdir -p "$WORK"
 	echo "memory: $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
 	echo "filesystem of WORK: $(df -T "$WORK" | awk 'NR == 2 {print $2 " on " $1}')"
 	echo "botfactoryd: $("$BOTFACTORYD" --version) at $BOTFACTORYD"
+	[ -z "${BOTFACTORYD_B:-}" ] || echo "botfactoryd-b: $("$BOTFACTORYD_B" --version) at $BOTFACTORYD_B"
 	if rev=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null); then
 		echo "source tree: $rev$(cd "$root" && git diff --quiet HEAD -- src include 2>/dev/null || echo ' (src/ or include/ modified)') (the binaries may be older: rebuild first)"
 	else
