@@ -295,6 +295,14 @@ fail:
 	return rc;
 }
 
+/* True for the tags under which a plain scalar keeps its typed reading
+ * (null, booleans, numbers); NULL (no tag) too. */
+static bool typed_tag(const char *tag)
+{
+	return !tag || !strcmp(tag, YAML_NULL_TAG) || !strcmp(tag, YAML_BOOL_TAG) ||
+	       !strcmp(tag, YAML_INT_TAG) || !strcmp(tag, YAML_FLOAT_TAG);
+}
+
 static int parse_node(struct parser *p, int depth, struct doc_node **out)
 {
 	yaml_event_t *e = &p->ev;
@@ -321,7 +329,10 @@ static int parse_node(struct parser *p, int depth, struct doc_node **out)
 		n->str[n->len] = '\0';
 		n->end_line = (int)e->end_mark.line + 1;
 		n->end_col = (int)e->end_mark.column + 1;
-		n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+		/* an explicit tag other than the core schema's typed ones
+		 * (`!!str 3`, `!custom 3`) makes a plain scalar a string */
+		n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+			   (e->data.scalar.plain_implicit || typed_tag((const char *)e->data.scalar.tag));
 		switch (e->data.scalar.style) {
 		case YAML_SINGLE_QUOTED_SCALAR_STYLE:
 			n->style = '\'';

@@ -16,7 +16,9 @@ struct doc_node {
 	int end_line, end_col; /* where a scalar's source text ends */
 	char *str;       /* scalar text, NUL-terminated (owned) */
 	size_t len;      /* bytes of str */
-	bool plain;      /* scalar was unquoted (so `null`, `true`, `12` are typed) */
+	bool plain;      /* scalar was unquoted and untagged, or tagged !!null,
+			    !!bool, !!int or !!float (so `null`, `true`, `12` are
+			    typed); `!!str 12` is a string */
 	char style;      /* scalar style: 'p' plain, '\'' single, '"' double,
 			    '|' literal, '>' folded */
 	struct doc_node **items; /* SEQ: n items; MAP: 2n items, key then value */
