@@ -16,11 +16,12 @@
  * The reply is {"chat_id":C,"text":"Hello!","parse_mode":"HTML"}, the body
  * botfactoryd sends for `reply: "Hello!"` (--parse-mode "" leaves it out).
  *
- * --naive-poll handles curl's socket callback the way src/curl_uv.c does
- * (a new uv_poll per watch, closed on CURL_POLL_REMOVE), to measure what that
- * costs; the default keeps one uv_poll per socket for the socket's lifetime
- * (closed from CURLOPT_CLOSESOCKETFUNCTION) and calls uv_poll_start only when
- * the events curl wants change. On SIGINT/SIGTERM it prints one JSON line of
+ * --naive-poll handles curl's socket callback the way the first botfactoryd
+ * did (feaa532: a new uv_poll per watch, closed on CURL_POLL_REMOVE), to
+ * measure what that costs; the default, like src/curl_uv.c today, keeps one
+ * uv_poll per socket for the socket's lifetime (closed from
+ * CURLOPT_CLOSESOCKETFUNCTION) and calls uv_poll_start only when the events
+ * curl wants change. On SIGINT/SIGTERM it prints one JSON line of
  * counters to stderr and exits 0. */
 #include <errno.h>
 #include <inttypes.h>

@@ -30,6 +30,10 @@
  * waited at Telegram while it was down (Telegram answers at once when
  * updates wait). */
 #define DRAIN_GRACE_MS 1000
+/* The kinds of update every getUpdates asks for. Telegram keeps the last
+ * list it was given, so every call carries it, the shutdown's confirmation
+ * included. */
+#define ALLOWED_UPDATES "\"allowed_updates\":[\"message\",\"callback_query\"]"
 /* Idle chat queues a bot keeps (about 100 bytes each). */
 #define CHATQ_KEEP 128
 
@@ -50,15 +54,20 @@ static int64_t mono_ms(void)
 	return util_clock_ms(CLOCK_MONOTONIC);
 }
 
-/* Exponential backoff with jitter: the next delay after `prev` (0 = first). */
+/* Exponential backoff with jitter: the next delay after `prev` (0 = first),
+ * always within BACKOFF_MIN_MS..BACKOFF_MAX_MS. */
 static int next_backoff(int prev)
 {
 	int base = prev ? prev * 2 : BACKOFF_MIN_MS;
 	if (base > BACKOFF_MAX_MS)
 		base = BACKOFF_MAX_MS;
-	/* +-20% jitter so that many bots do not retry in step */
+	/* +-20% jitter so that many bots do not retry in step (only upwards
+	 * at the floor, only downwards at the ceiling) */
 	int jitter = base / 5;
-	return base - jitter + (int)((unsigned)rand() % (unsigned)(2 * jitter + 1));
+	int ms = base - jitter + (int)((unsigned)rand() % (unsigned)(2 * jitter + 1));
+	return ms < BACKOFF_MIN_MS ? BACKOFF_MIN_MS + (BACKOFF_MIN_MS - ms)
+	       : ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS - (ms - BACKOFF_MAX_MS)
+				     : ms;
 }
 
 /* Starts a timer `ms` from now. The loop's cached time may lag behind the
@@ -131,6 +140,7 @@ struct bot {
 	uv_timer_t timer; /* poller retries */
 	bool loaded;      /* offset and outbox loaded */
 	bool polling;     /* a getUpdates is in flight */
+	bool retry_exact; /* the timer waits out a 429's retry_after */
 	struct batch_job *retry_batch; /* a batch to hand to the database again */
 	char *pending_cmds; /* setMyCommands body in flight */
 	struct tg_req ctl;  /* setMyCommands after a spec swap (lazily set up) */
@@ -146,6 +156,7 @@ struct bot {
 	int64_t paused_until; /* the whole bot, monotonic ms */
 	struct chatq *paused; /* chats with a pause: only these are scanned */
 	int64_t throttled_until; /* chat messages held by the bot's throttle */
+	int64_t prio_paused_until; /* button answers held after a failure */
 	struct bucket bucket;    /* the bot's throttle */
 	int64_t last_429_at;
 	int64_t last_429_chat;
@@ -815,6 +826,8 @@ static void on_send_timer(uv_timer_t *t)
 		b->paused_until = 0;
 	if (b->throttled_until && b->throttled_until <= now)
 		b->throttled_until = 0;
+	if (b->prio_paused_until && b->prio_paused_until <= now)
+		b->prio_paused_until = 0;
 	for (struct chatq **p = &b->paused; *p;) {
 		struct chatq *q = *p;
 		if (q->paused_until > now) {
@@ -847,6 +860,8 @@ static void arm_send_timer(struct bot *b)
 	int64_t earliest = b->paused_until;
 	if (b->throttled_until && (!earliest || b->throttled_until < earliest))
 		earliest = b->throttled_until;
+	if (b->prio_paused_until && b->prio_head && (!earliest || b->prio_paused_until < earliest))
+		earliest = b->prio_paused_until;
 	for (struct chatq *q = b->paused; q; q = q->next_paused)
 		if (q->paused_until && (!earliest || q->paused_until < earliest))
 			earliest = q->paused_until;
@@ -960,10 +975,12 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 		b->counters.retries++;
 		if (it->priority) {
 			/* a button answer is useless after Telegram's ~15 s:
-			 * try a few times, then give up */
+			 * try a few times, 1 then 2 s apart, then give up */
 			if (++it->attempts >= 3) {
 				done = true;
 				b->counters.dropped++;
+			} else {
+				b->prio_paused_until = now + (int64_t)it->attempts * BACKOFF_MIN_MS;
 			}
 			break;
 		}
@@ -1092,7 +1109,7 @@ static void pump(struct bot *b)
 			continue;
 		struct out_item *it = NULL;
 		struct chatq *q = NULL;
-		if (b->prio_head) {
+		if (b->prio_head && b->prio_paused_until <= now) {
 			it = b->prio_head;
 			b->prio_head = it->next;
 			if (!b->prio_head)
@@ -1271,6 +1288,7 @@ static void on_timer(uv_timer_t *t)
 
 static void retry_in(struct bot *b, int ms)
 {
+	b->retry_exact = false;
 	start_timer(b, &b->timer, on_timer, ms);
 }
 
@@ -1308,6 +1326,7 @@ static void poll_error(struct bot *b, const char *method, const struct tg_result
 	case TG_RETRY_AFTER:
 		set_error(b, BOT_BACKOFF, "%s: 429, retry after %d s", method, res->retry_after);
 		retry_in(b, res->retry_after * 1000);
+		b->retry_exact = true;
 		return;
 	case TG_UNAUTHORIZED:
 		bot_unauthorized(b, method);
@@ -1466,11 +1485,11 @@ static void poll_again(struct bot *b)
 	int timeout = b->env->poll_timeout_s;
 	if (b->offset)
 		n = snprintf(body, sizeof(body),
-			     "{\"offset\":%" PRId64 ",\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
+			     "{\"offset\":%" PRId64 ",\"timeout\":%d," ALLOWED_UPDATES "}",
 			     b->offset, timeout);
 	else
 		n = snprintf(body, sizeof(body),
-			     "{\"timeout\":%d,\"allowed_updates\":[\"message\",\"callback_query\"]}",
+			     "{\"timeout\":%d," ALLOWED_UPDATES "}",
 			     timeout);
 	/* past its deadline a poll is abandoned and sent again, so that a dead
 	 * connection never silences the bot */
@@ -1490,11 +1509,20 @@ static void poll_again(struct bot *b)
 
 void bot_repoll(struct bot *b)
 {
-	if (b->stopping || !b->polling)
+	if (b->stopping || b->status == BOT_UNAUTHORIZED)
 		return;
-	tg_req_cancel(&b->poll);
-	b->polling = false;
-	poll_again(b);
+	if (b->polling) {
+		tg_req_cancel(&b->poll);
+		b->polling = false;
+		poll_again(b);
+	} else if (uv_is_active((uv_handle_t *)&b->timer) && !b->retry_exact) {
+		/* waiting out a backoff: what failed may have been the network
+		 * the machine had before; try again now, from the first delay
+		 * (a 429's wait is Telegram's: it is kept) */
+		uv_timer_stop(&b->timer);
+		b->backoff_ms = 0;
+		on_timer(&b->timer);
+	}
 }
 
 /* The command menu as setMyCommands wants it, or NULL when empty. */
@@ -1831,9 +1859,10 @@ static void maybe_stopped(struct bot *b)
 		 * new token) */
 		b->confirm = false;
 		if (b->offset && b->token && b->username[0] && b->status != BOT_UNAUTHORIZED) {
-			char body[96];
+			char body[160];
 			int n = snprintf(body, sizeof(body),
-					 "{\"offset\":%" PRId64 ",\"timeout\":0,\"limit\":1}", b->offset);
+					 "{\"offset\":%" PRId64 ",\"timeout\":0,\"limit\":1," ALLOWED_UPDATES "}",
+					 b->offset);
 			if (!tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n,
 					 b->env->request_timeout_ms, confirm_done, b)) {
 				b->confirm_inflight = true;

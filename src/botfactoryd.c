@@ -326,7 +326,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < TG_API_MULTIS && !rc; i++)
 		rc = curl_uv_init(d.loop, maxconn / TG_API_MULTIS > 16 ? maxconn / TG_API_MULTIS : 16,
 				  &d.cus[i]);
-	if (rc || (rc = tg_api_init(&d.api, d.cus, TG_API_MULTIS, d.opt.api, d.opt.ca_file))) {
+	if (rc || (rc = tg_api_init(&d.api, d.cus, TG_API_MULTIS, d.opt.api, d.opt.ca_file,
+						d.opt.poll_timeout))) {
 		log_error("cannot start: %s", uv_strerror(rc));
 		return 1;
 	}

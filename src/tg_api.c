@@ -2,6 +2,9 @@
 #include "botfactory/tg_api.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -51,10 +54,20 @@ static char *env_proxy(const char *base)
 	return env_first(strncasecmp(base, "https:", 6) ? http_vars : https_vars);
 }
 
+/* Keepalive probes before the connection counts as dead. */
+#define KEEP_PROBES 3
+
+static long clamp_s(long v, long lo, long hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
 int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned ncus,
-		const char *base, const char *ca_file)
+		const char *base, const char *ca_file, int poll_timeout_s)
 {
 	memset(api, 0, sizeof(*api));
+	api->keep_idle = clamp_s(poll_timeout_s / 3, 1, 10);
+	api->keep_intvl = clamp_s(poll_timeout_s / 6, 1, 5);
 	for (unsigned i = 0; i < ncus && i < TG_API_MULTIS; i++)
 		api->cus[api->ncu++] = cus[i];
 	size_t n = strlen(base);
@@ -82,6 +95,19 @@ void tg_api_free(struct tg_api *api)
 	free(api->noproxy);
 	curl_slist_free_all(api->headers);
 	memset(api, 0, sizeof(*api));
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: the probe count, which libcurl 7.88 has no
+ * option for (the system's default, 9, would take a dead path past the
+ * poll's deadline). */
+static int on_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)arg;
+	int probes = KEEP_PROBES;
+	if (purpose == CURLSOCKTYPE_IPCXN &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes)))
+		log_debug("TCP_KEEPCNT: %s", strerror(errno)); /* not a TCP socket */
+	return CURL_SOCKOPT_OK;
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -112,8 +138,9 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 	/* keepalive probes well inside the poll timeout, so that a dead path
 	 * (a laptop changing networks) is noticed */
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, api->keep_idle);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, api->keep_intvl);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	curl_easy_setopt(e, CURLOPT_PROXY, api->proxy);
 	curl_easy_setopt(e, CURLOPT_NOPROXY, api->noproxy);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "botfactory/" BOTFACTORY_VERSION);

@@ -28,15 +28,19 @@ struct tg_api {
 	char *proxy;   /* read once from the environment; "" = none */
 	char *noproxy; /* no_proxy, read once; "" = none */
 	struct curl_slist *headers;
+	long keep_idle, keep_intvl; /* TCP keepalive, seconds (3 probes) */
 };
 
 /* Sets up the shared settings over n (1..TG_API_MULTIS) multi handles
  * (borrowed; each request object sticks to one, chosen in turn). Reads the
  * proxy environment once here (https_proxy or http_proxy by the base's
  * scheme, then all_proxy; no_proxy), so that libcurl does not look it up on
- * every request. Returns 0 or -ENOMEM. */
+ * every request. TCP keepalive is tuned from the poll timeout: a dead
+ * connection under a held poll is noticed before the poll's own deadline
+ * (idle min(10, T/3) s, then 3 probes min(5, T/6) s apart, at least 1 s
+ * each). Returns 0 or -ENOMEM. */
 int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned n,
-		const char *base, const char *ca_file);
+		const char *base, const char *ca_file, int poll_timeout_s);
 void tg_api_free(struct tg_api *api);
 
 enum tg_status {

@@ -233,6 +233,7 @@ struct bot {
 	int64_t updates_delivered, polls_held_total;
 	bool has_offset;
 	int64_t last_offset, last_timeout, last_limit;
+	bool last_had_allowed; /* the last getUpdates carried allowed_updates */
 	int64_t prev_offset;
 	double prev_poll_ms;
 	struct conn *held_poll;

@@ -452,6 +452,7 @@ static void m_getUpdates(struct api *x)
 	b->last_offset = offset;
 	b->last_timeout = timeout;
 	b->last_limit = limit;
+	b->last_had_allowed = cJSON_IsArray(au);
 
 	if (b->held_poll && b->held_poll != x->c) {
 		/* the older poll loses, as on Telegram */

@@ -658,6 +658,7 @@ cJSON *bot_state_json(struct bot *b)
 		ok &= cJSON_AddNullToObject(o, "last_offset") != NULL;
 	ok &= cJSON_AddNumberToObject(o, "last_timeout", (double)b->last_timeout) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "last_limit", (double)b->last_limit) != NULL;
+	ok &= cJSON_AddBoolToObject(o, "last_had_allowed_updates", b->last_had_allowed) != NULL;
 	add_json_text(o, "allowed_updates", b->allowed_json);
 	cJSON *eff = cJSON_AddArrayToObject(o, "effective_allowed_updates");
 	ok &= eff != NULL;

@@ -27,8 +27,11 @@ __all__ = ["Daemon", "BotTest", "token", "transcript_calls"]
 class Daemon:
     """One botfactoryd process with its own specs directory and database."""
 
-    def __init__(self, api_url, specs, env=None, args=(), workdir=None):
+    def __init__(self, api_url, specs, env=None, args=(), workdir=None, bare=False):
+        """bare: run with args only, in the daemon's directory, so that its
+        defaults (./specs, ./botfactory.db) and the environment apply."""
         self.binary = os.environ["BOTFACTORYD"]
+        self.bare = bare
         self.api_url = api_url
         self.dir = workdir or tempfile.mkdtemp(prefix="botfactoryd-")
         self.specs_dir = os.path.join(self.dir, "specs")
@@ -48,12 +51,16 @@ class Daemon:
 
     def start(self):
         self.eof = False
-        cmd = [self.binary, "--specs", self.specs_dir, "--db", self.db,
-               "--telegram-api", self.api_url, "--poll-timeout", "5",
-               "--request-timeout", "3", "--log-level", "debug"] + self.args
+        if self.bare:
+            cmd = [self.binary] + self.args
+        else:
+            cmd = [self.binary, "--specs", self.specs_dir, "--db", self.db,
+                   "--telegram-api", self.api_url, "--poll-timeout", "5",
+                   "--request-timeout", "3", "--log-level", "debug"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=self.env)
+                                     stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.dir)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
@@ -93,17 +100,17 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=15.0):
-        """SIGTERM; returns the exit status."""
+    def stop(self, timeout=15.0, sig=signal.SIGTERM):
+        """SIGTERM (or sig); returns the exit status."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("botfactoryd did not stop within %.0fs of SIGTERM; log:\n%s"
-                                 % (timeout, self.log()))
+            raise AssertionError("botfactoryd did not stop within %.0fs of signal %d; log:\n%s"
+                                 % (timeout, sig, self.log()))
         self.reader.join(5)
         self.proc.stdout.close()
         return rc

@@ -2,6 +2,7 @@
 conversations over HTTP, per-bot error handling, shutdown."""
 
 import os
+import signal
 import sqlite3
 import stat
 import unittest
@@ -61,6 +62,38 @@ class StartTest(BotTest):
         calls = self.fb.sent(101, method="setMyCommands")["calls"]
         self.assertEqual(len(calls), 1)
         self.assertEqual(d.stop(), 0)
+
+    def test_defaults_environment_and_sigint(self):
+        """Without options the daemon runs ./specs on ./botfactory.db; the
+        BOTFACTORY_* variables set the rest; SIGINT stops it cleanly."""
+        tok = self.token(105)
+        env = {"T": tok, "BOTFACTORY_TELEGRAM_API": self.fb.url,
+               "BOTFACTORY_POLL_TIMEOUT": "7", "BOTFACTORY_LOG_LEVEL": "warn"}
+        d = Daemon(self.fb.url, {"hi.yaml": self.spec(HELLO, "T")}, env=env, bare=True)
+        self.daemons.append(d)
+        d.start()
+        self.wait_polling(105)
+        self.assertEqual(self.fb.state(105)["last_timeout"], 7)
+        self.fb.message(105, "/start", user_id=7, first_name="Ann")
+        self.assertEqual(self.texts(105, 1), ["Hello, Ann!"])
+        db = os.path.join(d.dir, "botfactory.db")
+        self.assertEqual(stat.S_IMODE(os.stat(db).st_mode), 0o600)
+        self.assertEqual(d.stop(sig=signal.SIGINT), 0)
+        self.assertEqual(d.log(), "")  # warn: no info lines
+        # BOTFACTORY_SPECS and BOTFACTORY_DB, from a directory without
+        # specs; the default level is info
+        other = os.path.join(d.dir, "other.db")
+        env = dict(env, BOTFACTORY_SPECS=d.specs_dir, BOTFACTORY_DB=other)
+        del env["BOTFACTORY_LOG_LEVEL"]
+        elsewhere = Daemon(self.fb.url, {}, bare=True, env=env)
+        self.daemons.append(elsewhere)
+        elsewhere.start()
+        elsewhere.wait_log(r"^info: bot hi: polling as")
+        self.wait_polling(105)
+        self.fb.message(105, "/start", user_id=8, first_name="Bo")
+        self.assertEqual(self.texts(105, 2)[1], "Hello, Bo!")
+        self.assertEqual(stat.S_IMODE(os.stat(other).st_mode), 0o600)
+        self.assertEqual(elsewhere.stop(sig=signal.SIGINT), 0)
 
     def test_two_specs_with_one_token(self):
         tok = self.token(102)

@@ -1,6 +1,9 @@
 """Every Bot API fault is handled as specified, inside the bot that met it,
 while another bot of the same daemon keeps answering."""
 
+import os
+import shutil
+import tempfile
 import time
 import unittest
 
@@ -18,12 +21,28 @@ flows:
       - reply: "Hi {{name}}"
 """
 
+BUTTONS = """
+flows:
+  - entry_cmd: /start
+    steps: [{reply: "Hello, {{user.first_name}}!"}]
+  - entry_cmd: /go
+    steps: [{reply: "Pick", buttons: [{text: X, flow: x}]}]
+  - id: x
+    steps: [{reply: "X!"}]
+"""
+
 A, B = 401, 402
 
 
+def preload(var):
+    """Environment that loads the test shim named by $var into the daemon."""
+    return {"LD_PRELOAD": os.environ[var],
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
 class FaultTest(BotTest):
-    def two_bots(self, spec_a=HELLO, args=()):
-        env = {"TA": self.token(A), "TB": self.token(B)}
+    def two_bots(self, spec_a=HELLO, args=(), env=None):
+        env = dict(env or {}, TA=self.token(A), TB=self.token(B))
         d = self.daemon({"a.yaml": self.spec(spec_a, "TA"), "b.yaml": self.spec(HELLO, "TB")},
                         env=env, args=args)
         return d
@@ -127,6 +146,183 @@ class FaultTest(BotTest):
         self.assert_b_answers()
         self.fb.message(A, "/start", user_id=3, first_name="Al")
         self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_button_answer_is_not_queued_behind_the_chats_replies(self):
+        d = self.two_bots(spec_a=BUTTONS)
+        self.wait_polling(A)
+        self.fb.message(A, "/go", user_id=3)
+        [pick] = self.fb.wait_sent(A, 1, method="sendMessage")
+        data = pick["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        # the chat's next reply is held by Telegram for 5 s
+        self.fb.add_faults(A, {"method": "sendMessage", "delay_ms": 5000})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.wait_faults_taken(A)
+        t0 = time.monotonic()
+        self.fb.callback(A, data, pick["result"]["message_id"], user_id=3)
+        # the press is answered at once, not after the held reply...
+        self.fb.wait_sent(A, 1, method="answerCallbackQuery", timeout=2.5)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        # ...while the chat's replies keep their order
+        self.assertEqual(self.texts(A, 3, timeout=15), ["Pick", "Hello, Al!", "X!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_send_backoff_grows_and_starts_over_after_a_success(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, *[{"method": "sendMessage", "status": 500}] * 3)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        calls = self.fb.wait_sent(A, 4, method="sendMessage", all=True, timeout=20)
+        self.assertEqual([c["ok"] for c in calls], [False, False, False, True])
+        t = [c["at_ms"] for c in calls]
+        # about 1, 2 and 4 s: +-20 %, never under the 1 s floor (the upper
+        # bounds leave room for a loaded machine)
+        for gap, base in zip([b - a for a, b in zip(t, t[1:])], (1000, 2000, 4000)):
+            self.assertGreaterEqual(gap, max(1000, base * 0.8) - 20)
+            self.assertLess(gap, base * 1.2 + 1000)
+        # a success resets it: the next failure waits the first delay again
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 500})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        more = self.fb.wait_sent(A, 2, method="sendMessage", all=True,
+                                 after=calls[3]["seq"], timeout=10)
+        gap = more[1]["at_ms"] - more[0]["at_ms"]
+        self.assertGreaterEqual(gap, 1000 - 20)
+        self.assertLess(gap, 1200 + 1000)
+        self.assertEqual(d.stop(), 0)
+
+    def test_429_pauses_its_chat_or_on_a_second_chat_the_bot(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        # one chat's limit: another chat is answered meanwhile
+        self.fb.add_faults(A, {"method": "sendMessage", "chat_id": 3, "status": 429,
+                               "retry_after": 3})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        d.wait_log(r"bot a: Telegram asks to wait 3 s before sending to chat 3")
+        self.fb.message(A, "/start", user_id=4, first_name="Di")
+        calls = self.fb.wait_sent(A, 3, method="sendMessage", all=True, timeout=15)
+        self.assertEqual([c["params"]["text"] for c in calls],
+                         ["Hello, Al!", "Hello, Di!", "Hello, Al!"])
+        self.assertGreaterEqual(calls[2]["at_ms"] - calls[0]["at_ms"], 3000)
+        # two chats limited within a second: the bot's limit; a third chat
+        # waits too
+        last = calls[2]["seq"]
+        self.fb.add_faults(A, {"method": "sendMessage", "chat_id": 5, "status": 429, "retry_after": 3},
+                           {"method": "sendMessage", "chat_id": 6, "status": 429, "retry_after": 3})
+        self.fb.inject(A, [{"text": "/start", "user_id": 5, "first_name": "Eve"},
+                           {"text": "/start", "user_id": 6, "first_name": "Fay"}])
+        d.wait_log(r"bot a: Telegram asks to wait 3 s before sending to any chat")
+        self.fb.message(A, "/start", user_id=7, first_name="Gus")
+        calls = self.fb.wait_sent(A, 5, method="sendMessage", all=True, after=last, timeout=15)
+        limited = max(c["at_ms"] for c in calls if not c["ok"])
+        gus = [c for c in calls if c["params"]["chat_id"] == 7]
+        self.assertEqual(len(gus), 1)
+        self.assertGreaterEqual(gus[0]["at_ms"] - limited, 2900)
+        self.assertEqual(d.stop(), 0)
+
+    def test_wake_from_suspend_restarts_polls_and_backoffs(self):
+        """After a suspend (CLOCK_BOOTTIME ahead of CLOCK_MONOTONIC) every
+        held poll starts again, and a bot waiting out a backoff tries at
+        once: the network it failed on may be gone."""
+        work = tempfile.mkdtemp(prefix="bf-sleep-")
+        self.addCleanup(shutil.rmtree, work, True)
+        slept = os.path.join(work, "slept_ms")
+        env = dict(preload("SLEEP_CLOCK"), SLEEP_CLOCK_FILE=slept)
+        self.fb.config(A, webhook="https://example.org/hook")
+        d = self.two_bots(args=("--poll-timeout", "30"), env=env)
+        d.wait_log(r"bot a: a webhook is set for this token")  # retried in 60 s
+        self.wait_polling(B)
+        polls_b = self.fb.state(B)["get_updates_calls"]
+        self.fb.config(A, webhook=None)
+        with open(slept, "w") as f:
+            f.write("120000")
+        d.wait_log(r"the machine was suspended for 1[12]\d\.\d s: restarting every poll")
+        self.fb.wait_state(B, timeout=5, min_get_updates_calls=polls_b + 1)
+        self.wait_polling(A, timeout=5)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
+    def test_keepalive_gives_up_on_a_dead_path_before_the_poll_deadline(self):
+        for timeout, want in (("30", (10, 5)), ("6", (2, 1))):
+            log = tempfile.mktemp(prefix="bf-sockopts-")
+            self.addCleanup(lambda p=log: os.path.exists(p) and os.unlink(p))
+            d = self.two_bots(args=("--poll-timeout", timeout),
+                              env=dict(preload("SOCKOPTS"), SOCKOPTS_LOG=log))
+            self.wait_polling(A)
+            self.wait_polling(B)
+            self.assertEqual(d.stop(), 0)
+            with open(log) as f:
+                lines = set(f.read().split("\n")) - {""}
+            idle, intvl = want
+            self.assertEqual(lines, {"TCP_KEEPIDLE %d" % idle, "TCP_KEEPINTVL %d" % intvl,
+                                     "TCP_KEEPCNT 3"})
+            self.assertLess(idle + 3 * intvl, int(timeout))
+
+    def test_404_on_a_send_drops_it_but_is_not_a_bad_token(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 404})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        d.wait_log(r"bot a: dropped a sendMessage to chat 3: Not Found")
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assertNotIn("rejects its token", d.log())
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
+    def test_update_ids_may_start_again_lower(self):
+        self.fb.config(A, next_update_id=1000)
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        # Telegram numbers again from 1, far below the confirmed offset
+        self.fb.config(A, next_update_id=1)
+        self.fb.message(A, "/start", user_id=4, first_name="Bo")
+        self.fb.message(A, "/start", user_id=5, first_name="Cy")
+        self.assertEqual(self.texts(A, 3), ["Hello, Al!", "Hello, Bo!", "Hello, Cy!"])
+        # the new numbering is what a restart continues from: nothing again
+        self.assertEqual(d.stop(), 0)
+        d.restart()
+        self.wait_polling(A)
+        self.fb.message(A, "/start", user_id=6, first_name="Di")
+        self.assertEqual(self.texts(A, 4), ["Hello, Al!", "Hello, Bo!", "Hello, Cy!", "Hello, Di!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_updates_it_cannot_read_are_skipped(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        chat = {"id": 3, "type": "private"}
+        for u in ({"message": "text"},
+                  {"message": {"message_id": 1, "chat": {"id": "x"}, "text": "/start"}},
+                  {"message": {"message_id": 2, "from": {"id": 3}, "chat": chat, "text": 5}},
+                  {"message": {"message_id": 3, "from": {"id": 3, "first_name": 7}, "chat": chat}},
+                  {"callback_query": {"id": "q1", "from": {"id": 3}, "data": "zz"}},
+                  {"callback_query": {"id": "q2", "from": {"id": 3}, "data": 1,
+                                      "message": {"message_id": 9, "chat": chat}}}):
+            self.fb.raw_update(A, u)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        # confirmed, not retried: after a restart nothing comes again
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(self.fb.state(A)["pending_updates"], 0)
+        d.restart()
+        self.wait_polling(A)
+        self.assert_b_answers()
+        self.assertEqual(len(self.fb.sent(A, method="sendMessage")["calls"]), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_connections_are_reused(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        before = self.fb.stats()["connections_total"]
+        for i in range(20):
+            self.fb.message(A, "/start", user_id=10 + i, first_name="U%d" % i)
+            self.texts(A, i + 1)
+        # 20 polls and 20 replies, over a handful of connections (the
+        # test's own control connection included)
+        self.assertLessEqual(self.fb.stats()["connections_total"] - before, 6)
         self.assertEqual(d.stop(), 0)
 
     def test_sigterm_while_a_reply_hangs(self):

@@ -251,6 +251,22 @@ class ReloadTest(BotTest):
         self.assertEqual(self.ask(), "C")
         self.assertEqual(d.stop(), 0)
 
+    def test_a_removed_bot_confirms_its_offset_with_allowed_updates(self):
+        d = self.start({"a.yaml": hello("A")})
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask(), "A")
+        self.wait_polling(BOT)
+        polls = self.fb.state(BOT)["get_updates_calls"]
+        os.unlink(os.path.join(d.specs_dir, "a.yaml"))
+        # its last getUpdates confirms the offset, and (like every call)
+        # names the kinds of update: Telegram keeps the last list it got
+        st = self.fb.wait_state(BOT, min_get_updates_calls=polls + 1)
+        self.assertEqual(st["last_limit"], 1)
+        self.assertEqual(st["last_timeout"], 0)
+        self.assertTrue(st["last_had_allowed_updates"])
+        self.assertEqual(st["allowed_updates"], ["message", "callback_query"])
+        self.assertEqual(d.stop(), 0)
+
     def test_renamed_file_does_not_get_handled_updates_again(self):
         d = self.start({"a.yaml": hello("A")})
         self.wait_polling(BOT)
