@@ -58,6 +58,9 @@ struct daemon {
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t watch, grace;
 	int64_t last_boot, last_mono;
+	struct tg_req warm; /* the one call made before many (see warm_up) */
+	bool warm_ready;
+	unsigned warm_then; /* WARM_START and/or WARM_REPOLL, once it ends */
 	int stopping;
 	int exit_code;
 };
@@ -195,6 +198,59 @@ static long raise_nofile(void)
 	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
+#define WARM_START 1u
+#define WARM_REPOLL 2u
+/* The warm-up call's deadline: past it the bots start anyway. */
+#define WARM_TIMEOUT_MS 5000
+
+static void start_specs(struct daemon *d);
+
+static void warm_done(struct tg_req *r, struct tg_result *res, void *arg)
+{
+	(void)r;
+	struct daemon *d = arg;
+	unsigned then = d->warm_then;
+	d->warm_then = 0;
+	/* any answer will do (it is a 404: no token): the address is known */
+	log_debug("the Bot API host answered the first call (%s)",
+		  res->status == TG_TRANSIENT ? res->description : "reachable");
+	if (d->stopping)
+		return;
+	if (then & WARM_START)
+		start_specs(d);
+	if (then & WARM_REPOLL)
+		registry_repoll(d->reg);
+}
+
+/* Runs `then` once one call has been made to the API host (or at once,
+ * when its address needs no lookup). Thousands of bots starting at once
+ * would each start a resolver thread before the first answer reaches the
+ * shared DNS cache; after this call they find it there. */
+static void warm_up(struct daemon *d, unsigned then)
+{
+	if (tg_api_needs_lookup(&d->api)) {
+		if (!d->warm_ready) {
+			if (tg_req_init(&d->warm, &d->api))
+				tg_req_free(&d->warm);
+			else
+				d->warm_ready = true;
+		}
+		if (d->warm_ready && d->warm_then) { /* one is in flight */
+			d->warm_then |= then;
+			return;
+		}
+		if (d->warm_ready && !tg_req_call(&d->warm, "", "getMe", "{}", 2, WARM_TIMEOUT_MS,
+						  warm_done, d)) {
+			d->warm_then = then;
+			return;
+		}
+	}
+	if (then & WARM_START)
+		start_specs(d);
+	if (then & WARM_REPOLL)
+		registry_repoll(d->reg);
+}
+
 static void on_watch(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
@@ -212,7 +268,8 @@ static void on_watch(uv_timer_t *t)
 	log_info("the machine %s for %.1f s: restarting every poll",
 		 slept >= JUMP_MS ? "was suspended" : "stalled",
 		 (double)(slept >= JUMP_MS ? slept : stalled) / 1000.0);
-	registry_repoll(d->reg);
+	/* after a sleep the DNS cache has expired: one lookup, not one per bot */
+	warm_up(d, WARM_REPOLL);
 }
 
 static void close_handle_cb(uv_handle_t *h)
@@ -230,6 +287,8 @@ static void on_dbq_closed(void *arg)
 	struct daemon *d = arg;
 	store_close(d->store);
 	d->store = NULL;
+	if (d->warm_ready)
+		tg_req_free(&d->warm);
 	tg_api_free(&d->api);
 	for (int i = 0; i < TG_API_MULTIS; i++)
 		if (d->cus[i])
@@ -268,6 +327,9 @@ static void shutdown_daemon(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sighup, close_handle_cb);
 	uv_timer_stop(&d->watch);
 	uv_close((uv_handle_t *)&d->watch, close_handle_cb);
+	if (d->warm_ready)
+		tg_req_cancel(&d->warm);
+	d->warm_then = 0;
 	uv_timer_start(&d->grace, on_grace, SHUTDOWN_GRACE_MS, 0);
 	d->closing = 2;
 	if (d->specdir)
@@ -293,6 +355,18 @@ static void on_first_scan(void *arg, unsigned nfiles)
 	struct daemon *d = arg;
 	log_info("botfactoryd " BOTFACTORY_VERSION ": %u spec file%s in %s (watched), database %s",
 		 nfiles, nfiles == 1 ? "" : "s", d->opt.specs, d->opt.db);
+}
+
+/* Starts watching and loading the specs directory (its bots start). */
+static void start_specs(struct daemon *d)
+{
+	int rc = specdir_start(d->loop, d->opt.specs, d->reg, on_first_scan, d, &d->specdir);
+	if (rc) {
+		log_error("cannot read the specs directory %s: %s", d->opt.specs, strerror(-rc));
+		d->specdir = NULL;
+		d->exit_code = 1;
+		shutdown_daemon(d);
+	}
 }
 
 int main(int argc, char **argv)
@@ -339,10 +413,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("open-files limit %ld", nofile);
-	if ((rc = specdir_start(d.loop, d.opt.specs, d.reg, on_first_scan, &d, &d.specdir))) {
-		log_error("cannot read the specs directory %s: %s", d.opt.specs, strerror(-rc));
-		d.exit_code = 1;
-	}
 
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sigterm);
@@ -357,8 +427,7 @@ int main(int argc, char **argv)
 	d.last_boot = util_clock_ms(CLOCK_BOOTTIME);
 	d.last_mono = util_clock_ms(CLOCK_MONOTONIC);
 	uv_timer_start(&d.watch, on_watch, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
-	if (d.exit_code)
-		shutdown_daemon(&d);
+	warm_up(&d, WARM_START);
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(d.loop);

@@ -1,6 +1,7 @@
 /* tg_api: Bot API requests and their typed results (see tg_api.h). */
 #include "botfactory/tg_api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -79,8 +80,15 @@ int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned ncus,
 	static const char *const noproxy_vars[] = {"no_proxy", "NO_PROXY", NULL};
 	api->noproxy = env_first(noproxy_vars);
 	api->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* the loop thread is the only user of the share: no lock callbacks */
+	api->share = curl_share_init();
+	if (api->share &&
+	    curl_share_setopt(api->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+		curl_share_cleanup(api->share);
+		api->share = NULL;
+	}
 	if (!api->base || (ca_file && !api->ca_file) || !api->proxy || !api->noproxy ||
-	    !api->headers) {
+	    !api->headers || !api->share) {
 		tg_api_free(api);
 		return -ENOMEM;
 	}
@@ -94,7 +102,26 @@ void tg_api_free(struct tg_api *api)
 	free(api->proxy);
 	free(api->noproxy);
 	curl_slist_free_all(api->headers);
+	if (api->share && curl_share_cleanup(api->share) != CURLSHE_OK)
+		log_error("internal: the DNS cache is still in use at exit");
 	memset(api, 0, sizeof(*api));
+}
+
+bool tg_api_needs_lookup(const struct tg_api *api)
+{
+	if (api->proxy[0])
+		return true;
+	CURLU *u = curl_url();
+	char *host = NULL;
+	bool name = true;
+	if (u && !curl_url_set(u, CURLUPART_URL, api->base, 0) &&
+	    !curl_url_get(u, CURLUPART_HOST, &host, 0)) {
+		unsigned char addr[sizeof(struct in6_addr)];
+		name = host[0] != '[' && inet_pton(AF_INET, host, addr) != 1;
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return name;
 }
 
 /* CURLOPT_SOCKOPTFUNCTION: the probe count, which libcurl 7.88 has no
@@ -141,6 +168,7 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, api->keep_idle);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, api->keep_intvl);
 	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+	curl_easy_setopt(e, CURLOPT_SHARE, api->share);
 	curl_easy_setopt(e, CURLOPT_PROXY, api->proxy);
 	curl_easy_setopt(e, CURLOPT_NOPROXY, api->noproxy);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "botfactory/" BOTFACTORY_VERSION);

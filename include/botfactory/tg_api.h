@@ -29,6 +29,7 @@ struct tg_api {
 	char *noproxy; /* no_proxy, read once; "" = none */
 	struct curl_slist *headers;
 	long keep_idle, keep_intvl; /* TCP keepalive, seconds (3 probes) */
+	CURLSH *share; /* one DNS cache for every request, whatever its multi */
 };
 
 /* Sets up the shared settings over n (1..TG_API_MULTIS) multi handles
@@ -41,7 +42,14 @@ struct tg_api {
  * each). Returns 0 or -ENOMEM. */
 int tg_api_init(struct tg_api *api, struct curl_uv *const *cus, unsigned n,
 		const char *base, const char *ca_file, int poll_timeout_s);
+/* Frees what tg_api_init made; every request must be freed first. */
 void tg_api_free(struct tg_api *api);
+/* True when a connection to the API needs a name lookup (the base's host
+ * is a name, not an address literal, or a proxy is used): then the daemon
+ * makes one call first, so that thousands of bots starting together find
+ * the address in the shared DNS cache instead of each starting a lookup
+ * thread of its own. */
+bool tg_api_needs_lookup(const struct tg_api *api);
 
 enum tg_status {
 	TG_OK,

@@ -7,7 +7,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BotTest
+from harness import BotTest, Daemon
 
 HELLO = """
 flows:
@@ -323,6 +323,32 @@ class FaultTest(BotTest):
         # 20 polls and 20 replies, over a handful of connections (the
         # test's own control connection included)
         self.assertLessEqual(self.fb.stats()["connections_total"] - before, 6)
+        self.assertEqual(d.stop(), 0)
+
+    def test_many_bots_share_one_name_lookup(self):
+        """With a host name in --telegram-api, 20 bots starting together
+        make one lookup between them (one call goes first, and its answer
+        is in a DNS cache every request shares), not one each."""
+        log = tempfile.mktemp(prefix="bf-gai-")
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        ids = range(410, 430)
+        env = dict(preload("GAI_LOG_SHIM"), GAI_LOG=log)
+        specs = {}
+        for i in ids:
+            env["T%d" % i] = self.token(i)
+            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
+        url = self.fb.url.replace("127.0.0.1", "api.botfactory.test")
+        d = Daemon(url, specs, env=env)
+        self.daemons.append(d)
+        d.start()
+        for i in ids:
+            self.wait_polling(i)
+        self.fb.message(ids[-1], "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(ids[-1], 1), ["Hello, Al!"])
+        with open(log) as f:
+            lookups = f.read().split()
+        self.assertEqual(set(lookups), {"api.botfactory.test"})
+        self.assertLessEqual(len(lookups), 2, lookups)
         self.assertEqual(d.stop(), 0)
 
     def test_sigterm_while_a_reply_hangs(self):
