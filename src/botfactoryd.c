@@ -58,6 +58,7 @@ struct daemon {
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t watch, grace;
 	int64_t last_boot, last_mono;
+	long maxconn; /* connections open at once, at most */
 	struct tg_req warm; /* the one call made before many (see warm_up) */
 	bool warm_ready;
 	unsigned warm_then; /* WARM_START and/or WARM_REPOLL, once it ends */
@@ -197,6 +198,9 @@ static long raise_nofile(void)
 	}
 	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
+
+/* Descriptors kept out of the connection budget. */
+#define FD_RESERVE 64
 
 #define WARM_START 1u
 #define WARM_REPOLL 2u
@@ -355,6 +359,12 @@ static void on_first_scan(void *arg, unsigned nfiles)
 	struct daemon *d = arg;
 	log_info("botfactoryd " BOTFACTORY_VERSION ": %u spec file%s in %s (watched), database %s",
 		 nfiles, nfiles == 1 ? "" : "s", d->opt.specs, d->opt.db);
+	/* each polling bot holds a connection; replies need some more */
+	if ((long)nfiles > d->maxconn * 3 / 4)
+		log_warn("%u spec files, but the open-files limit leaves room for %ld connections: "
+			 "polls and replies will wait for each other; raise the limit "
+			 "(ulimit -n, or LimitNOFILE= in the service)",
+			 nfiles, d->maxconn);
 }
 
 /* Starts watching and loading the specs directory (its bots start). */
@@ -390,15 +400,16 @@ int main(int argc, char **argv)
 		curl_global_cleanup();
 		return 1;
 	}
-	/* one poll connection per bot plus room for sends; the rest of the
-	 * descriptors stay for the database, the specs and the admin API */
-	long maxconn = nofile > 128 ? nofile - 64 : 64;
+	/* the connection budget: one poll connection per bot plus room for
+	 * sends, split over the multi handles; FD_RESERVE descriptors stay for
+	 * the database, the specs directory, the loop and the log */
+	d.maxconn = nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE : nofile / 2;
 	if ((rc = dbq_start(d.loop, d.store, &d.dbq))) {
 		log_error("cannot start: %s", uv_strerror(rc));
 		return 1;
 	}
 	for (int i = 0; i < TG_API_MULTIS && !rc; i++)
-		rc = curl_uv_init(d.loop, maxconn / TG_API_MULTIS > 16 ? maxconn / TG_API_MULTIS : 16,
+		rc = curl_uv_init(d.loop, d.maxconn / TG_API_MULTIS > 2 ? d.maxconn / TG_API_MULTIS : 2,
 				  &d.cus[i]);
 	if (rc || (rc = tg_api_init(&d.api, d.cus, TG_API_MULTIS, d.opt.api, d.opt.ca_file,
 						d.opt.poll_timeout))) {

@@ -282,6 +282,9 @@ int curl_uv_init(uv_loop_t *loop, long maxconnects, struct curl_uv **out)
 	curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
 	curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
 	curl_multi_setopt(cu->multi, CURLMOPT_MAXCONNECTS, maxconnects);
+	/* more transfers than that wait in libcurl for a connection to free
+	 * up, instead of failing for want of a descriptor */
+	curl_multi_setopt(cu->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxconnects);
 	/* HTTP/1.1 only: no multiplexing to wait for */
 	curl_multi_setopt(cu->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
 	*out = cu;

@@ -17,8 +17,9 @@ struct curl_uv;
  * added again from inside the callback. */
 typedef void (*curl_uv_done_cb)(CURL *easy, CURLcode result, void *arg);
 
-/* Creates the multi handle. maxconnects bounds the connection cache.
- * Returns 0 with *out set, or -ENOMEM. */
+/* Creates the multi handle. maxconnects bounds the connection cache and
+ * the connections open at once (a transfer beyond waits for one to free
+ * up). Returns 0 with *out set, or -ENOMEM. */
 int curl_uv_init(uv_loop_t *loop, long maxconnects, struct curl_uv **out);
 
 /* Starts a transfer; done is called exactly once unless curl_uv_cancel is

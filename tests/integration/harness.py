@@ -27,11 +27,14 @@ __all__ = ["Daemon", "BotTest", "token", "transcript_calls"]
 class Daemon:
     """One botfactoryd process with its own specs directory and database."""
 
-    def __init__(self, api_url, specs, env=None, args=(), workdir=None, bare=False):
+    def __init__(self, api_url, specs, env=None, args=(), workdir=None, bare=False,
+                 nofile=None):
         """bare: run with args only, in the daemon's directory, so that its
-        defaults (./specs, ./botfactory.db) and the environment apply."""
+        defaults (./specs, ./botfactory.db) and the environment apply.
+        nofile: the open-files limit (soft and hard) to run it under."""
         self.binary = os.environ["BOTFACTORYD"]
         self.bare = bare
+        self.nofile = nofile
         self.api_url = api_url
         self.dir = workdir or tempfile.mkdtemp(prefix="botfactoryd-")
         self.specs_dir = os.path.join(self.dir, "specs")
@@ -60,10 +63,15 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.dir)
+                                     cwd=self.dir, preexec_fn=self._limits)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
+
+    def _limits(self):
+        if self.nofile:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _read(self):
         for raw in self.proc.stdout:

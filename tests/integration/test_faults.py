@@ -351,6 +351,33 @@ class FaultTest(BotTest):
         self.assertLessEqual(len(lookups), 2, lookups)
         self.assertEqual(d.stop(), 0)
 
+    def test_replies_wait_for_a_connection_under_a_small_open_files_limit(self):
+        """40 bots under an open-files limit of 160 (room for 96
+        connections): 40 polls and 160 replies at once do not fit, and the
+        replies wait for a connection instead of failing."""
+        ids = range(440, 480)
+        env, specs = {}, {}
+        for i in ids:
+            env["T%d" % i] = self.token(i)
+            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
+        d = Daemon(self.fb.url, specs, env=env, nofile=160)
+        self.daemons.append(d)
+        d.start()
+        d.wait_log(r"open-files limit 160$")
+        for i in ids:
+            self.wait_polling(i)
+        # Telegram takes 300 ms per reply: all of them are in flight at once
+        for i in ids:
+            self.fb.add_faults(i, {"method": "sendMessage", "delay_ms": 300, "count": 4})
+        for i in ids:
+            self.fb.inject(i, [{"text": "/start", "user_id": u, "first_name": "U%d" % u}
+                               for u in (1, 2, 3, 4)])
+        for i in ids:
+            self.assertEqual(sorted(self.texts(i, 4, timeout=30)),
+                             ["Hello, U1!", "Hello, U2!", "Hello, U3!", "Hello, U4!"])
+        self.assertNotIn("failed", d.log())
+        self.assertEqual(d.stop(), 0)
+
     def test_sigterm_while_a_reply_hangs(self):
         # b stops at once; a's reply gets the 3 s grace, then is abandoned
         # (the grace used to walk b's freed registry entry); the request
