@@ -63,6 +63,7 @@ static void run_group(struct dbq *q, struct dbq_job *jobs)
 static void thread_main(void *arg)
 {
 	struct dbq *q = arg;
+	store_bind_thread(q->st);
 	uv_mutex_lock(&q->lock);
 	for (;;) {
 		while (!q->todo && !q->stopping)
@@ -174,6 +175,7 @@ void dbq_stop(struct dbq *q, void (*closed)(void *arg), void *arg)
 	uv_cond_signal(&q->cond);
 	uv_mutex_unlock(&q->lock);
 	uv_thread_join(&q->thread);
+	store_bind_thread(q->st); /* the store is the caller's again */
 	deliver(q);
 	q->closed = closed;
 	q->closed_arg = arg;

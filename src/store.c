@@ -11,8 +11,10 @@
  * bring rows back, forgets the whole memo at once (a generation bump). */
 #include "botfactory/store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +196,8 @@ struct store {
 	uint32_t gen;
 	struct smap bots; /* bot id -> struct bot_info */
 	uint32_t nbots;
+	pthread_t owner; /* with owned: the only thread that may use it */
+	bool owned;
 };
 
 /* The bot's info, created on first use. NULL when out of memory. */
@@ -271,8 +275,17 @@ static int db_err(struct store *st, const char *what)
 }
 
 /* Resets and returns a prepared statement, ready for binding. */
+void store_bind_thread(struct store *st)
+{
+	st->owner = pthread_self();
+	st->owned = true;
+}
+
 static sqlite3_stmt *prep(struct store *st, enum stmt_id id)
 {
+	/* every statement starts here: a call from another thread than the
+	 * database thread (the loop!) is a bug, caught in every test run */
+	assert(!st->owned || pthread_equal(st->owner, pthread_self()));
 	sqlite3_stmt *s = st->stmt[id];
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);

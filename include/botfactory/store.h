@@ -28,6 +28,11 @@ struct store;
  * -EPROTO. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
+/* From now on only the calling thread may run statements on st (checked
+ * by an assertion in builds without NDEBUG): the database thread calls it
+ * when it starts, so that the loop can never block on SQLite by mistake,
+ * and dbq_stop when it has joined that thread. */
+void store_bind_thread(struct store *st);
 
 /* Transactions. begin/commit/rollback return 0 or -EIO. Savepoints nest
  * inside a transaction so that one failing job does not undo the others. */

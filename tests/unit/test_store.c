@@ -1,7 +1,9 @@
 /* Unit tests of the SQLite store (a real database file in a temporary
  * directory) and of the database thread (dbq) on a real libuv loop. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -554,6 +557,44 @@ static void test_dbq_transaction_lost_midway(void **state)
 	assert_int_equal(store_offset_set(f->st, "three", 1, 300), 0);
 }
 
+static void *bind_here(void *st)
+{
+	store_bind_thread(st);
+	return NULL;
+}
+
+/* Once the database thread has the store, a statement from any other
+ * thread (the loop, by mistake) stops the process at once, in every test
+ * run, instead of blocking the loop on SQLite in production. */
+static void test_store_refuses_other_threads(void **state)
+{
+#ifdef NDEBUG
+	skip();
+#endif
+	struct fixture *f = *state;
+	int64_t off;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, bind_here, f->st) || pthread_join(t, NULL))
+			_exit(3);
+		store_offset_get(f->st, "b", 1, &off); /* not the owner */
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	/* the owner may */
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, bind_here, f->st), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	store_bind_thread(f->st); /* handed back, as dbq_stop does */
+	assert_int_equal(store_offset_get(f->st, "b", 1, &off), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +607,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outbox_delete_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_schema_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_refuses_other_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_transaction_lost_midway, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
