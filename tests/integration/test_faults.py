@@ -89,6 +89,26 @@ class FaultTest(BotTest):
         self.assertLess(waited, 4000)
         self.assertEqual(d.stop(), 0)
 
+    def test_429_on_getupdates_waits_exactly_retry_after(self):
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.wait_polling(B)
+        self.fb.add_faults(A, {"method": "getUpdates", "status": 429, "retry_after": 2})
+        # the held poll is answered by the next one only: make it come back
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.wait_faults_taken(A)
+        t0 = time.monotonic()
+        polls = self.fb.state(A)["get_updates_calls"]
+        self.assert_b_answers()
+        self.fb.wait_state(A, timeout=10, min_get_updates_calls=polls + 1)
+        waited = time.monotonic() - t0
+        self.assertGreaterEqual(waited, 1.9)
+        self.assertLess(waited, 4.0)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 2)[1], "Hello, Al!")
+        self.assertEqual(d.stop(), 0)
+
     def test_409_webhook_is_reported(self):
         self.fb.config(A, webhook="https://example.org/hook")
         d = self.two_bots()
