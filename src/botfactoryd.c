@@ -245,6 +245,8 @@ static void warm_up(struct daemon *d, unsigned then)
 		}
 		if (d->warm_ready && !tg_req_call(&d->warm, "", "getMe", "{}", 2, WARM_TIMEOUT_MS,
 						  warm_done, d)) {
+			log_debug("a first call to the Bot API host, for its address, before %s",
+				  then & WARM_START ? "the bots start" : "the polls restart");
 			d->warm_then = then;
 			return;
 		}

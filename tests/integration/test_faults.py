@@ -125,6 +125,7 @@ class FaultTest(BotTest):
         self.fb.message(A, "/start", user_id=3, first_name="Al")
         self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
         self.assertEqual(len(self.fb.sent(A, method="deleteWebhook")["calls"]), 1)
+        self.assert_b_answers()
         self.assertEqual(d.stop(), 0)
 
     def test_409_other_poller_backs_off(self):
@@ -398,6 +399,28 @@ class FaultTest(BotTest):
         self.assertNotIn("failed", d.log())
         self.assertEqual(d.stop(), 0)
 
+    def test_sigterm_during_a_slow_name_lookup(self):
+        """A lookup libcurl's resolver thread is stuck in (a slow DNS
+        server) holds neither the loop nor the shutdown: the daemon is not
+        waiting for that thread to finish."""
+        log = tempfile.mktemp(prefix="bf-gai-")
+        self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
+        env = dict(preload("GAI_LOG_SHIM"), GAI_DELAY_MS="4000", GAI_LOG=log,
+                   TA=self.token(A))
+        url = self.fb.url.replace("127.0.0.1", "slow.test")
+        d = Daemon(url, {"a.yaml": self.spec(HELLO, "TA")}, env=env)
+        self.daemons.append(d)
+        d.start()
+        d.wait_log(r"a first call to the Bot API host, for its address")
+        # the shim logs the name as the lookup begins, then sleeps
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(log) and "slow.test" in open(log).read()):
+            self.assertLess(time.monotonic(), deadline, "no lookup started")
+            time.sleep(0.005)
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(timeout=10), 0)
+        self.assertLess(time.monotonic() - t0, 2.0)
+
     def test_sigterm_while_a_reply_hangs(self):
         # b stops at once; a's reply gets the 3 s grace, then is abandoned
         # (the grace used to walk b's freed registry entry); the request
@@ -477,6 +500,7 @@ class FaultTest(BotTest):
         calls = self.fb.wait_sent(A, 2, method="sendMessage", all=True)
         self.assertEqual(calls[0]["error_code"], 403)
         self.assertEqual(calls[1]["params"]["text"], "Hello, Di!")
+        self.assert_b_answers()
         self.assertEqual(d.stop(), 0)
 
     def test_migrate_to_supergroup(self):
@@ -494,6 +518,7 @@ class FaultTest(BotTest):
         self.fb.message(A, "Kim", user_id=3, chat_id=-1005, chat_type="supergroup")
         calls = self.fb.wait_sent(A, 3, method="sendMessage", all=True)
         self.assertEqual(calls[2]["params"]["text"], "Hi Kim")
+        self.assert_b_answers()
         self.assertEqual(d.stop(), 0)
 
     def test_stall_restarts_every_poll(self):
@@ -541,7 +566,39 @@ flows:
 """
 
 
+BOT_THROTTLED = """
+throttle: {bot: 2/s, group: 1/s}
+flows:
+  - entry_cmd: /start
+    steps: [{reply: "hi {{user.first_name}}"}]
+  - entry_cmd: /two
+    steps: [{reply: one}, {reply: two}]
+"""
+
+
 class ThrottleTest(BotTest):
+    def test_bot_and_group_throttles(self):
+        tok = self.token(452)
+        d = self.daemon({"t.yaml": self.spec(BOT_THROTTLED, "T")}, env={"T": tok})
+        self.wait_polling(452)
+        # four private chats at once: the bot's bucket lets 2 go, then one
+        # every 500 ms, whatever the chat
+        self.fb.inject(452, [{"text": "/start", "user_id": u, "first_name": "U%d" % u}
+                             for u in (1, 2, 3, 4)])
+        calls = self.fb.wait_sent(452, 4, method="sendMessage", timeout=10)
+        at = [c["at_ms"] for c in calls]
+        self.assertGreaterEqual(at[2] - at[0], 450)
+        self.assertGreaterEqual(at[3] - at[0], 950)
+        self.assertEqual(sorted(c["params"]["text"] for c in calls),
+                         ["hi U1", "hi U2", "hi U3", "hi U4"])
+        # a group: one message a second there (the bot's bucket allows 2/s)
+        last = calls[-1]["seq"]
+        self.fb.message(452, "/two", user_id=5, chat_id=-7, chat_type="group")
+        calls = self.fb.wait_sent(452, 2, method="sendMessage", after=last, timeout=10)
+        self.assertEqual([c["params"]["text"] for c in calls], ["one", "two"])
+        self.assertGreaterEqual(calls[1]["at_ms"] - calls[0]["at_ms"], 950)
+        self.assertEqual(d.stop(), 0)
+
     def test_chat_throttle_spaces_messages(self):
         tok = self.token(451)
         d = self.daemon({"t.yaml": self.spec(THROTTLED, "T")}, env={"T": tok})
