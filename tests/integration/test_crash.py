@@ -176,6 +176,7 @@ class CrashTest(BotTest):
         self.assertEqual(calls[1]["params"]["text"], "Too late, Uma")
         waited = calls[1]["at_ms"] - calls[0]["at_ms"]
         self.assertGreaterEqual(waited, 1900)
+        self.assertLess(waited, 3500)  # on time: not at the next poll's end (5 s)
         self.assertEqual(d.stop(), 0)
 
 
