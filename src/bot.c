@@ -90,6 +90,7 @@ struct out_item {
 	const char *method; /* static: see engine_method */
 	char *body; /* JSON without chat_id */
 	int attempts;
+	int64_t retry_at; /* a button answer: not before (monotonic ms) */
 	struct out_item *next;
 };
 
@@ -156,7 +157,6 @@ struct bot {
 	int64_t paused_until; /* the whole bot, monotonic ms */
 	struct chatq *paused; /* chats with a pause: only these are scanned */
 	int64_t throttled_until; /* chat messages held by the bot's throttle */
-	int64_t prio_paused_until; /* button answers held after a failure */
 	struct bucket bucket;    /* the bot's throttle */
 	int64_t last_429_at;
 	int64_t last_429_chat;
@@ -694,7 +694,7 @@ static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
 		free(body);
 		return;
 	}
-	*it = (struct out_item){id, chat, priority, method, body, 0, NULL};
+	*it = (struct out_item){id, chat, priority, method, body, 0, 0, NULL};
 	if (priority) {
 		if (b->prio_tail)
 			b->prio_tail->next = it;
@@ -826,8 +826,6 @@ static void on_send_timer(uv_timer_t *t)
 		b->paused_until = 0;
 	if (b->throttled_until && b->throttled_until <= now)
 		b->throttled_until = 0;
-	if (b->prio_paused_until && b->prio_paused_until <= now)
-		b->prio_paused_until = 0;
 	for (struct chatq **p = &b->paused; *p;) {
 		struct chatq *q = *p;
 		if (q->paused_until > now) {
@@ -860,8 +858,9 @@ static void arm_send_timer(struct bot *b)
 	int64_t earliest = b->paused_until;
 	if (b->throttled_until && (!earliest || b->throttled_until < earliest))
 		earliest = b->throttled_until;
-	if (b->prio_paused_until && b->prio_head && (!earliest || b->prio_paused_until < earliest))
-		earliest = b->prio_paused_until;
+	for (struct out_item *it = b->prio_head; it; it = it->next)
+		if (it->retry_at && (!earliest || it->retry_at < earliest))
+			earliest = it->retry_at;
 	for (struct chatq *q = b->paused; q; q = q->next_paused)
 		if (q->paused_until && (!earliest || q->paused_until < earliest))
 			earliest = q->paused_until;
@@ -980,7 +979,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 				done = true;
 				b->counters.dropped++;
 			} else {
-				b->prio_paused_until = now + (int64_t)it->attempts * BACKOFF_MIN_MS;
+				it->retry_at = now + (int64_t)it->attempts * BACKOFF_MIN_MS;
 			}
 			break;
 		}
@@ -1109,11 +1108,17 @@ static void pump(struct bot *b)
 			continue;
 		struct out_item *it = NULL;
 		struct chatq *q = NULL;
-		if (b->prio_head && b->prio_paused_until <= now) {
-			it = b->prio_head;
-			b->prio_head = it->next;
-			if (!b->prio_head)
-				b->prio_tail = NULL;
+		/* the first button answer not waiting to be retried */
+		struct out_item **pp = &b->prio_head, *prev = NULL;
+		while (*pp && (*pp)->retry_at > now) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		if (*pp) {
+			it = *pp;
+			*pp = it->next;
+			if (b->prio_tail == it)
+				b->prio_tail = prev;
 			it->next = NULL;
 		} else if (b->ready_head && b->throttled_until <= now) {
 			q = b->ready_head;
@@ -1507,7 +1512,7 @@ static void poll_again(struct bot *b)
 	}
 }
 
-void bot_repoll(struct bot *b)
+void bot_repoll(struct bot *b, bool woke)
 {
 	if (b->stopping || b->status == BOT_UNAUTHORIZED)
 		return;
@@ -1515,7 +1520,7 @@ void bot_repoll(struct bot *b)
 		tg_req_cancel(&b->poll);
 		b->polling = false;
 		poll_again(b);
-	} else if (uv_is_active((uv_handle_t *)&b->timer) && !b->retry_exact) {
+	} else if (woke && uv_is_active((uv_handle_t *)&b->timer) && !b->retry_exact) {
 		/* waiting out a backoff: what failed may have been the network
 		 * the machine had before; try again now, from the first delay
 		 * (a 429's wait is Telegram's: it is kept) */

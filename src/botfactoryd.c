@@ -199,11 +199,15 @@ static long raise_nofile(void)
 	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
-/* Descriptors kept out of the connection budget. */
-#define FD_RESERVE 64
+/* Descriptors kept out of the connection budget: the daemon holds about
+ * 50 with no bot (libcurl's wake-up socket pairs, the loop, the database,
+ * the specs directory), and lookups, spec reads and connection races need
+ * a few more for a moment. */
+#define FD_RESERVE 128
 
 #define WARM_START 1u
-#define WARM_REPOLL 2u
+#define WARM_REPOLL 2u  /* restart the polls (a stall) */
+#define WARM_WOKE 4u    /* ... and the backoffs (a suspend) */
 /* The warm-up call's deadline: past it the bots start anyway. */
 #define WARM_TIMEOUT_MS 5000
 
@@ -223,7 +227,7 @@ static void warm_done(struct tg_req *r, struct tg_result *res, void *arg)
 	if (then & WARM_START)
 		start_specs(d);
 	if (then & WARM_REPOLL)
-		registry_repoll(d->reg);
+		registry_repoll(d->reg, then & WARM_WOKE);
 }
 
 /* Runs `then` once one call has been made to the API host (or at once,
@@ -234,10 +238,15 @@ static void warm_up(struct daemon *d, unsigned then)
 {
 	if (tg_api_needs_lookup(&d->api)) {
 		if (!d->warm_ready) {
-			if (tg_req_init(&d->warm, &d->api))
+			if (tg_req_init(&d->warm, &d->api)) {
 				tg_req_free(&d->warm);
-			else
+			} else {
+				/* a new connection, so a new lookup when the cache
+				 * has expired; never a pooled one that died in the
+				 * sleep */
+				tg_req_fresh(&d->warm);
 				d->warm_ready = true;
+			}
 		}
 		if (d->warm_ready && d->warm_then) { /* one is in flight */
 			d->warm_then |= then;
@@ -254,7 +263,7 @@ static void warm_up(struct daemon *d, unsigned then)
 	if (then & WARM_START)
 		start_specs(d);
 	if (then & WARM_REPOLL)
-		registry_repoll(d->reg);
+		registry_repoll(d->reg, then & WARM_WOKE);
 }
 
 static void on_watch(uv_timer_t *t)
@@ -275,7 +284,7 @@ static void on_watch(uv_timer_t *t)
 		 slept >= JUMP_MS ? "was suspended" : "stalled",
 		 (double)(slept >= JUMP_MS ? slept : stalled) / 1000.0);
 	/* after a sleep the DNS cache has expired: one lookup, not one per bot */
-	warm_up(d, WARM_REPOLL);
+	warm_up(d, WARM_REPOLL | (slept >= JUMP_MS ? WARM_WOKE : 0));
 }
 
 static void close_handle_cb(uv_handle_t *h)
@@ -349,6 +358,11 @@ static void on_signal(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
 	if (signum == SIGHUP) {
+		if (!d->specdir) { /* the first call has not ended: no scan yet */
+			log_info("SIGHUP: %s is read once the first call to the Bot API ends",
+				 d->opt.specs);
+			return;
+		}
 		log_info("SIGHUP: rescanning %s", d->opt.specs);
 		specdir_rescan(d->specdir, true);
 		return;
@@ -364,8 +378,8 @@ static void on_first_scan(void *arg, unsigned nfiles)
 	/* each polling bot holds a connection; replies need some more */
 	if ((long)nfiles > d->maxconn * 3 / 4)
 		log_warn("%u spec files, but the open-files limit leaves room for %ld connections: "
-			 "polls and replies will wait for each other; raise the limit "
-			 "(ulimit -n, or LimitNOFILE= in the service)",
+			 "requests will wait for a connection (their deadlines running) and "
+			 "some may fail; raise the limit (ulimit -n, or LimitNOFILE= in the service)",
 			 nfiles, d->maxconn);
 }
 
@@ -406,13 +420,14 @@ int main(int argc, char **argv)
 	 * sends, split over the multi handles; FD_RESERVE descriptors stay for
 	 * the database, the specs directory, the loop and the log */
 	d.maxconn = nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE : nofile / 2;
+	/* what the multi handles can really hold, each its share rounded down */
+	d.maxconn = (d.maxconn / TG_API_MULTIS > 2 ? d.maxconn / TG_API_MULTIS : 2) * TG_API_MULTIS;
 	if ((rc = dbq_start(d.loop, d.store, &d.dbq))) {
 		log_error("cannot start: %s", uv_strerror(rc));
 		return 1;
 	}
 	for (int i = 0; i < TG_API_MULTIS && !rc; i++)
-		rc = curl_uv_init(d.loop, d.maxconn / TG_API_MULTIS > 2 ? d.maxconn / TG_API_MULTIS : 2,
-				  &d.cus[i]);
+		rc = curl_uv_init(d.loop, d.maxconn / TG_API_MULTIS, &d.cus[i]);
 	if (rc || (rc = tg_api_init(&d.api, d.cus, TG_API_MULTIS, d.opt.api, d.opt.ca_file,
 						d.opt.poll_timeout))) {
 		log_error("cannot start: %s", uv_strerror(rc));

@@ -327,15 +327,14 @@ void registry_unload(struct registry *r, const char *id)
 static void repoll_one(const char *key, void *value, void *arg)
 {
 	(void)key;
-	(void)arg;
 	struct entry *e = value;
 	if (e->bot && !e->removed)
-		bot_repoll(e->bot);
+		bot_repoll(e->bot, *(bool *)arg);
 }
 
-void registry_repoll(struct registry *r)
+void registry_repoll(struct registry *r, bool woke)
 {
-	smap_each(&r->by_id, repoll_one, NULL);
+	smap_each(&r->by_id, repoll_one, &woke);
 }
 
 static void abort_one(const char *key, void *value, void *arg)

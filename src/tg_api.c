@@ -181,6 +181,12 @@ int tg_req_init(struct tg_req *r, struct tg_api *api)
 	return 0;
 }
 
+void tg_req_fresh(struct tg_req *r)
+{
+	curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+}
+
 void tg_req_cancel(struct tg_req *r)
 {
 	if (r->busy) {

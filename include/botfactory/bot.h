@@ -68,9 +68,11 @@ void bot_start(struct bot *b);
 /* Marks a bot as refused (not started) with a reason. */
 void bot_refuse(struct bot *b, const char *why);
 
-/* Restarts the long poll at once (after a suspend/resume or a network
- * change): the outstanding getUpdates is abandoned and sent again. */
-void bot_repoll(struct bot *b);
+/* Restarts the long poll at once (after a suspend/resume or a stall): the
+ * outstanding getUpdates is abandoned and sent again. After a suspend
+ * (woke), a bot waiting out a backoff also tries again at once, from the
+ * first delay: the network it failed on may be gone (not a 429's wait). */
+void bot_repoll(struct bot *b, bool woke);
 
 /* Replaces the bot's spec (the bot takes ownership of spec) between two
  * updates: a batch already handed to the database finishes with the spec

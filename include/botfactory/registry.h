@@ -28,8 +28,9 @@ void registry_load(struct registry *r, const char *id, const char *source,
 /* The spec file of bot `id` is gone: its bot stops. */
 void registry_unload(struct registry *r, const char *id);
 
-/* Restarts every bot's long poll at once (after a suspend or a stall). */
-void registry_repoll(struct registry *r);
+/* Restarts every bot's long poll at once (after a suspend or a stall; see
+ * bot_repoll for woke). */
+void registry_repoll(struct registry *r, bool woke);
 
 /* Stops every bot (in-flight replies get the daemon's grace period) and
  * frees the registry; `done` runs when all bots are gone. */

@@ -111,5 +111,8 @@ int tg_req_send(struct tg_req *r, const char *token, const char *method,
 		long timeout_ms, tg_done_cb cb, void *arg);
 /* Abandons the call in progress, if any (no callback). */
 void tg_req_cancel(struct tg_req *r);
+/* Makes every call of r open a new connection and close it after (no
+ * pooled connection, which may have died unseen). */
+void tg_req_fresh(struct tg_req *r);
 
 #endif

@@ -421,6 +421,58 @@ class FaultTest(BotTest):
         self.assertEqual(d.stop(timeout=10), 0)
         self.assertLess(time.monotonic() - t0, 2.0)
 
+    def test_sighup_before_the_specs_are_read(self):
+        """While the first call to a slow API host is pending, the specs
+        directory is not open yet: a SIGHUP then is noted, not a crash."""
+        import signal
+        env = dict(preload("GAI_LOG_SHIM"), GAI_DELAY_MS="2000", TA=self.token(A))
+        url = self.fb.url.replace("127.0.0.1", "slow.test")
+        d = Daemon(url, {"a.yaml": self.spec(HELLO, "TA")}, env=env)
+        self.daemons.append(d)
+        d.start()
+        d.wait_log(r"a first call to the Bot API host, for its address")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(r"SIGHUP: .* is read once the first call to the Bot API ends")
+        self.wait_polling(A, timeout=10)
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1), ["Hello, Al!"])
+        self.assertEqual(d.stop(), 0)
+
+    def test_a_failed_button_answer_does_not_hold_the_others(self):
+        d = self.two_bots(spec_a=BUTTONS)
+        self.wait_polling(A)
+        self.fb.message(A, "/go", user_id=3)
+        self.fb.message(A, "/go", user_id=4)
+        picks = self.fb.wait_sent(A, 2, method="sendMessage")
+        press = {c["params"]["chat_id"]: (c["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+                                          c["result"]["message_id"]) for c in picks}
+        self.fb.add_faults(A, {"method": "answerCallbackQuery", "status": 500})
+        self.fb.callback(A, press[3][0], press[3][1], user_id=3)
+        [failed] = self.fb.wait_sent(A, 1, method="answerCallbackQuery", all=True)
+        self.assertFalse(failed["ok"])
+        self.fb.callback(A, press[4][0], press[4][1], user_id=4)
+        calls = self.fb.wait_sent(A, 3, method="answerCallbackQuery", all=True, timeout=10)
+        # the other user's answer goes at once; the failed one 1 s later
+        ids = [c["params"]["callback_query_id"] for c in calls]
+        self.assertEqual(ids[0], ids[2])
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertTrue(calls[1]["ok"] and calls[2]["ok"])
+        self.assertLess(calls[1]["at_ms"] - calls[0]["at_ms"], 900)
+        self.assertGreaterEqual(calls[2]["at_ms"] - calls[0]["at_ms"], 980)
+        self.assertEqual(d.stop(), 0)
+
+    def test_too_many_bots_for_the_open_files_limit_are_announced(self):
+        ids = range(480, 510)
+        env, specs = {}, {}
+        for i in ids:
+            env["T%d" % i] = self.token(i)
+            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
+        d = Daemon(self.fb.url, specs, env=env, nofile=90)
+        self.daemons.append(d)
+        d.start()
+        d.wait_log(r"30 spec files, but the open-files limit leaves room for 32 connections")
+        self.assertEqual(d.stop(), 0)
+
     def test_sigterm_while_a_reply_hangs(self):
         # b stops at once; a's reply gets the 3 s grace, then is abandoned
         # (the grace used to walk b's freed registry entry); the request
