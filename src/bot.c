@@ -1798,10 +1798,11 @@ void bot_start(struct bot *b)
 {
 	if (!b->token) {
 		if (b->spec->token_env)
-			log_info("bot %s: disabled: set %s to its token from @BotFather to enable it",
-				 bot_id(b), b->spec->token_env);
+			set_error(b, BOT_DISABLED, "set %s to its token from @BotFather to enable it",
+				  b->spec->token_env);
 		else
-			log_info("bot %s: disabled: its spec has no token", bot_id(b));
+			set_error(b, BOT_DISABLED, "its spec has no token");
+		log_info("bot %s: disabled: %s", bot_id(b), b->last_error);
 		return;
 	}
 	get_me(b);

@@ -55,7 +55,7 @@ struct daemon {
 	struct registry *reg;
 	struct specdir *specdir;
 	int closing;    /* parts still closing during shutdown */
-	uv_signal_t sigint, sigterm, sighup;
+	uv_signal_t sigint, sigterm, sighup, sigusr1;
 	uv_timer_t watch, grace;
 	int64_t last_boot, last_mono;
 	long maxconn; /* connections open at once, at most */
@@ -83,8 +83,8 @@ static const char usage_text[] =
 	"\n"
 	"A bot's token comes from its spec (token: ${ENV_VAR} or a literal).\n"
 	"Spec files are watched: adding, editing or removing one starts, changes\n"
-	"or stops its bot at once. SIGHUP rescans the directory. SIGINT or SIGTERM\n"
-	"stop the daemon cleanly.\n";
+	"or stops its bot at once. SIGHUP rescans the directory. SIGUSR1 logs each\n"
+	"bot's status and counters. SIGINT or SIGTERM stop the daemon cleanly.\n";
 
 static const char *env_or(const char *name, const char *def)
 {
@@ -340,6 +340,7 @@ static void shutdown_daemon(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sigint, close_handle_cb);
 	uv_close((uv_handle_t *)&d->sigterm, close_handle_cb);
 	uv_close((uv_handle_t *)&d->sighup, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sigusr1, close_handle_cb);
 	uv_timer_stop(&d->watch);
 	uv_close((uv_handle_t *)&d->watch, close_handle_cb);
 	if (d->warm_ready)
@@ -357,6 +358,10 @@ static void shutdown_daemon(struct daemon *d)
 static void on_signal(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
+	if (signum == SIGUSR1) {
+		registry_report(d->reg);
+		return;
+	}
 	if (signum == SIGHUP) {
 		if (!d->specdir) { /* the first call has not ended: no scan yet */
 			log_info("SIGHUP: %s is read once the first call to the Bot API ends",
@@ -445,10 +450,12 @@ int main(int argc, char **argv)
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sighup);
-	d.sigint.data = d.sigterm.data = d.sighup.data = &d;
+	uv_signal_init(d.loop, &d.sigusr1);
+	d.sigint.data = d.sigterm.data = d.sighup.data = d.sigusr1.data = &d;
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sighup, on_signal, SIGHUP);
+	uv_signal_start(&d.sigusr1, on_signal, SIGUSR1);
 	uv_timer_init(d.loop, &d.watch);
 	uv_timer_init(d.loop, &d.grace);
 	d.watch.data = d.grace.data = &d;

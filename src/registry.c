@@ -5,6 +5,7 @@
 #include "botfactory/registry.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -361,6 +362,35 @@ static void collect(const char *key, void *value, void *arg)
 	(void)key;
 	struct stop_all *sa = arg;
 	sa->v[sa->n++] = value;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp((*(struct entry *const *)a)->id, (*(struct entry *const *)b)->id);
+}
+
+void registry_report(struct registry *r)
+{
+	struct stop_all sa = {calloc(r->by_id.n ? r->by_id.n : 1, sizeof(struct entry *)), 0};
+	if (!sa.v) {
+		log_error("status report: out of memory");
+		return;
+	}
+	smap_each(&r->by_id, collect, &sa);
+	qsort(sa.v, sa.n, sizeof(*sa.v), by_id);
+	log_info("status of %zu bot%s:", sa.n, sa.n == 1 ? "" : "s");
+	for (size_t i = 0; i < sa.n; i++) {
+		const struct bot *b = sa.v[i]->bot ? sa.v[i]->bot : sa.v[i]->stopping;
+		if (!b)
+			continue;
+		const struct bot_counters *c = bot_counters(b);
+		const char *err = bot_last_error(b);
+		log_info("bot %s: %s%s%s; updates %" PRIu64 " (skipped %" PRIu64 "), sent %" PRIu64
+			 ", dropped %" PRIu64 ", retries %" PRIu64 ", polls %" PRIu64,
+			 sa.v[i]->id, bot_status_name(bot_status(b)), err[0] ? ": " : "", err,
+			 c->updates, c->updates_failed, c->sent, c->dropped, c->retries, c->polls);
+	}
+	free(sa.v);
 }
 
 void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)

@@ -25,6 +25,10 @@ int registry_new(struct bot_env *env, struct registry **out);
 void registry_load(struct registry *r, const char *id, const char *source,
 		   const char *hash, struct spec *spec, const char *error);
 
+/* Logs one line per bot, by id: its status, last error and counters (for
+ * SIGUSR1, until the admin API serves them). */
+void registry_report(struct registry *r);
+
 /* The spec file of bot `id` is gone: its bot stops. */
 void registry_unload(struct registry *r, const char *id);
 

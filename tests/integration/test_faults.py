@@ -473,6 +473,47 @@ class FaultTest(BotTest):
         d.wait_log(r"30 spec files, but the open-files limit leaves room for 32 connections")
         self.assertEqual(d.stop(), 0)
 
+    def report(self, d, want, timeout=10.0):
+        """Sends SIGUSR1 until the status report matches every regex of
+        want (the counters settle a moment after fakebot saw the calls);
+        returns the report's lines."""
+        import re
+        import signal
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = len(d.lines)
+            d.proc.send_signal(signal.SIGUSR1)
+            i = d.wait_log(r"status of \d+ bots?:", start=mark)
+            d.wait_log(r"bot c: ", start=i)  # the last one, by id
+            lines = d.lines[i:]
+            if all(any(re.search(w, l) for l in lines) for w in want):
+                return lines
+            self.assertLess(time.monotonic(), deadline, "report: %r" % lines)
+            time.sleep(0.05)
+
+    def test_status_and_counters_on_sigusr1(self):
+        d = self.daemon({"a.yaml": self.spec(HELLO, "TA"), "b.yaml": self.spec(HELLO, "TB"),
+                         "c.yaml": self.spec(HELLO, "TC")},
+                        env={"TA": self.token(A), "TB": self.token(B)})
+        self.wait_polling(A)
+        self.wait_polling(B)
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 500})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.assertEqual(self.texts(A, 1, timeout=10), ["Hello, Al!"])
+        self.fb.add_faults(A, {"method": "sendMessage", "status": 403})
+        self.fb.message(A, "/start", user_id=4, first_name="Di")
+        d.wait_log(r"bot a: dropped a sendMessage to chat 4")
+        self.assert_b_answers()
+        self.report(d, [r"^info: bot a: running; updates 2 \(skipped 0\), sent 1, dropped 1, retries 1, polls [2-9]",
+                        r"^info: bot b: running; updates 1 \(skipped 0\), sent 1, dropped 0, retries 0, polls [1-9]",
+                        r"^info: bot c: disabled: .*TC"])
+        # a bot whose token Telegram refuses says so
+        self.fb.add_faults(A, {"method": "getUpdates", "status": 401})
+        self.fb.message(A, "/start", user_id=3)
+        d.wait_log(r"bot a: Telegram rejects its token")
+        self.report(d, [r"^info: bot a: unauthorized: 401 Unauthorized on getUpdates"])
+        self.assertEqual(d.stop(), 0)
+
     def test_sigterm_while_a_reply_hangs(self):
         # b stops at once; a's reply gets the 3 s grace, then is abandoned
         # (the grace used to walk b's freed registry entry); the request
