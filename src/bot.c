@@ -858,8 +858,11 @@ static void arm_send_timer(struct bot *b)
 	int64_t earliest = b->paused_until;
 	if (b->throttled_until && (!earliest || b->throttled_until < earliest))
 		earliest = b->throttled_until;
+	/* a button answer already due waits for a free slot (on_sent pumps),
+	 * not for the timer, which would fire again and again meanwhile */
+	int64_t now = mono_ms();
 	for (struct out_item *it = b->prio_head; it; it = it->next)
-		if (it->retry_at && (!earliest || it->retry_at < earliest))
+		if (it->retry_at > now && (!earliest || it->retry_at < earliest))
 			earliest = it->retry_at;
 	for (struct chatq *q = b->paused; q; q = q->next_paused)
 		if (q->paused_until && (!earliest || q->paused_until < earliest))
@@ -868,8 +871,7 @@ static void arm_send_timer(struct bot *b)
 		uv_timer_stop(&b->send_timer);
 		return;
 	}
-	int64_t delay = earliest - mono_ms();
-	start_timer(b, &b->send_timer, on_send_timer, delay);
+	start_timer(b, &b->send_timer, on_send_timer, earliest - now);
 }
 
 static void migrate_chat(struct bot *b, int64_t from, int64_t to)

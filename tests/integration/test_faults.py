@@ -514,6 +514,31 @@ class FaultTest(BotTest):
         self.report(d, [r"^info: bot a: unauthorized: 401 Unauthorized on getUpdates"])
         self.assertEqual(d.stop(), 0)
 
+    def test_a_button_answer_waiting_for_a_free_slot_does_not_spin(self):
+        """A button answer due for its retry while every send slot is busy
+        waits for a slot without busy-looping the send timer."""
+        d = self.two_bots(spec_a=BUTTONS)
+        self.wait_polling(A)
+        self.fb.message(A, "/go", user_id=3)
+        [pick] = self.fb.wait_sent(A, 1, method="sendMessage")
+        data = pick["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        self.fb.add_faults(A, {"method": "answerCallbackQuery", "status": 500})
+        self.fb.callback(A, data, pick["result"]["message_id"], user_id=3)
+        self.fb.wait_sent(A, 1, method="answerCallbackQuery", all=True)
+        # the 4 send slots busy for 3 s: the answer is due after 1 s
+        self.fb.add_faults(A, {"method": "sendMessage", "delay_ms": 3000, "count": 4})
+        self.fb.inject(A, [{"text": "/start", "user_id": u, "first_name": "U"} for u in (4, 5, 6, 7)])
+        self.wait_faults_taken(A)
+        with open("/proc/%d/stat" % d.proc.pid) as f:
+            before = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        calls = self.fb.wait_sent(A, 2, method="answerCallbackQuery", all=True, timeout=10)
+        with open("/proc/%d/stat" % d.proc.pid) as f:
+            after = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        self.assertTrue(calls[1]["ok"])
+        # about 2 s of waiting for a slot: an idle loop uses almost no CPU
+        self.assertLess((after - before) / os.sysconf("SC_CLK_TCK"), 0.5)
+        self.assertEqual(d.stop(), 0)
+
     def test_sigterm_while_a_reply_hangs(self):
         # b stops at once; a's reply gets the 3 s grace, then is abandoned
         # (the grace used to walk b's freed registry entry); the request
