@@ -799,6 +799,24 @@ int http_listen(struct server *s, const char *host, int port, int *bound_port)
 	return 0;
 }
 
+/* ALPN as api.telegram.org answers it: h2 first, then http/1.1. fakebot
+ * speaks only HTTP/1.1, so a client that lets ALPN pick h2 (libcurl's
+ * default over TLS) fails at once: the tests prove the daemon asks for
+ * HTTP/1.1 explicitly. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	static const unsigned char ours[] = "\x02h2\x08http/1.1";
+	unsigned char *sel;
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 int tls_setup(struct server *s, const char *cert, const char *key)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -810,6 +828,7 @@ int tls_setup(struct server *s, const char *cert, const char *key)
 	    SSL_CTX_check_private_key(ctx) != 1)
 		goto fail;
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	s->tls = ctx;
 	return 0;
 fail:

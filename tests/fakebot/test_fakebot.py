@@ -1286,18 +1286,26 @@ class TestTls(unittest.TestCase):
             raise AssertionError("fakebot exited with %s" % rc)
 
     def test_curl_get_me(self):
-        r = subprocess.run(["curl", "-sS", "--cacert", os.path.join(self.dir, "ca.pem"),
+        r = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", os.path.join(self.dir, "ca.pem"),
                             "%s/bot%s/getMe" % (self.fb.url, TOK)],
                            capture_output=True, timeout=WAIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["result"]["id"], BOT)
 
+    def test_alpn_offers_h2_which_it_does_not_speak(self):
+        # as api.telegram.org: h2 first in ALPN; a client that lets ALPN
+        # choose gets h2, which fakebot does not speak
+        r = subprocess.run(["curl", "-sS", "--http2", "--cacert", os.path.join(self.dir, "ca.pem"),
+                            "%s/bot%s/getMe" % (self.fb.url, TOK)],
+                           capture_output=True, timeout=WAIT)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+
     def test_curl_keep_alive_and_post(self):
         url = "%s/bot%s/sendMessage" % (self.fb.url, TOK)
-        r = subprocess.run(["curl", "-sS", "--cacert", os.path.join(self.dir, "ca.pem"),
+        r = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", os.path.join(self.dir, "ca.pem"),
                             "-H", "Content-Type: application/json",
                             "-d", '{"chat_id":1,"text":"tls"}', url, "--next",
-                            "--cacert", os.path.join(self.dir, "ca.pem"),
+                            "--http1.1", "--cacert", os.path.join(self.dir, "ca.pem"),
                             "%s/control/bots/%d/sent" % (self.fb.url, BOT)],
                            capture_output=True, timeout=WAIT)
         self.assertEqual(r.returncode, 0, r.stderr)
