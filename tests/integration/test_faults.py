@@ -109,6 +109,21 @@ class FaultTest(BotTest):
         self.assertEqual(self.texts(A, 2)[1], "Hello, Al!")
         self.assertEqual(d.stop(), 0)
 
+    def test_429_on_getme_waits_exactly_retry_after(self):
+        self.fb.add_faults(A, {"method": "getMe", "status": 429, "retry_after": 2})
+        t0 = time.monotonic()
+        d = self.two_bots()
+        self.wait_polling(B)
+        [limited] = self.fb.wait_sent(A, 1, method="getMe", all=True)
+        self.assertEqual(limited["error_code"], 429)
+        calls = self.fb.wait_sent(A, 2, method="getMe", all=True)
+        self.assertGreaterEqual(calls[1]["at_ms"] - calls[0]["at_ms"], 2000)
+        self.assertLess(calls[1]["at_ms"] - calls[0]["at_ms"], 4000)
+        self.wait_polling(A)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assert_b_answers()
+        self.assertEqual(d.stop(), 0)
+
     def test_409_webhook_is_reported(self):
         self.fb.config(A, webhook="https://example.org/hook")
         d = self.two_bots()
