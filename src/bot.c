@@ -837,8 +837,11 @@ static void on_send_timer(uv_timer_t *t)
 		q->paused_until = 0;
 		make_ready(b, q);
 	}
-	pump(b);
+	/* the timer first, then the pump: an answer due in between is sent
+	 * by the pump, not left out of both (pump arms again for the pauses
+	 * it makes) */
 	arm_send_timer(b);
+	pump(b);
 }
 
 /* Holds a chat's queue until `until` (monotonic ms). */

@@ -308,6 +308,13 @@ static void on_dbq_closed(void *arg)
 	for (int i = 0; i < TG_API_MULTIS; i++)
 		if (d->cus[i])
 			curl_uv_close(d->cus[i], on_curl_closed, d);
+	uv_close((uv_handle_t *)&d->sigint, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sigterm, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sighup, close_handle_cb);
+	uv_close((uv_handle_t *)&d->sigusr1, close_handle_cb);
+	/* (closing them restored the default actions) */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	log_info("stopped");
 }
 
@@ -337,10 +344,9 @@ static void shutdown_daemon(struct daemon *d)
 		return;
 	d->stopping = 1;
 	log_info("stopping");
-	uv_close((uv_handle_t *)&d->sigint, close_handle_cb);
-	uv_close((uv_handle_t *)&d->sigterm, close_handle_cb);
-	uv_close((uv_handle_t *)&d->sighup, close_handle_cb);
-	uv_close((uv_handle_t *)&d->sigusr1, close_handle_cb);
+	/* the signal handles stay open until the end (on_dbq_closed): closed,
+	 * a signal would take its default action, which for SIGHUP and
+	 * SIGUSR1 is to kill the process mid-shutdown */
 	uv_timer_stop(&d->watch);
 	uv_close((uv_handle_t *)&d->watch, close_handle_cb);
 	if (d->warm_ready)
@@ -358,6 +364,11 @@ static void shutdown_daemon(struct daemon *d)
 static void on_signal(uv_signal_t *s, int signum)
 {
 	struct daemon *d = s->data;
+	if (d->stopping) {
+		if (signum == SIGUSR1 || signum == SIGHUP)
+			log_info("stopping: signal %d ignored", signum);
+		return;
+	}
 	if (signum == SIGUSR1) {
 		registry_report(d->reg);
 		return;
@@ -409,6 +420,9 @@ int main(int argc, char **argv)
 		return rc == 1 ? 0 : 2;
 	log_set_level(d.opt.level);
 	signal(SIGPIPE, SIG_IGN);
+	/* until their handlers are installed, neither may kill the daemon */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	long nofile = raise_nofile();
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {

@@ -23,6 +23,7 @@ struct entry {
 	struct bot *stopping;  /* the previous bot, on its way out */
 	struct spec *next;     /* what starts once `stopping` has stopped */
 	bool removed;          /* the file is gone: free once stopped */
+	char *error;           /* why the file's current content did not load */
 };
 
 struct registry {
@@ -115,6 +116,7 @@ static void entry_free(struct entry *e)
 {
 	free(e->id);
 	free(e->source);
+	free(e->error);
 	spec_unref(e->next);
 	free(e);
 }
@@ -272,6 +274,8 @@ void registry_load(struct registry *r, const char *id, const char *source,
 	free(e->source);
 	e->source = source ? strdup(source) : NULL;
 	snprintf(e->hash, sizeof(e->hash), "%s", hash ? hash : "");
+	free(e->error);
+	e->error = !spec && error ? strdup(error) : NULL;
 	record(r, id, source, hash, error);
 	if (!spec) {
 		if (e->bot || e->stopping)
@@ -381,8 +385,14 @@ void registry_report(struct registry *r)
 	log_info("status of %zu bot%s:", sa.n, sa.n == 1 ? "" : "s");
 	for (size_t i = 0; i < sa.n; i++) {
 		const struct bot *b = sa.v[i]->bot ? sa.v[i]->bot : sa.v[i]->stopping;
-		if (!b)
+		const char *bad = sa.v[i]->error;
+		if (!b) {
+			log_info("bot %s: not started: %s", sa.v[i]->id, bad ? bad : "(no spec)");
 			continue;
+		}
+		if (bad)
+			log_info("bot %s: its spec file has errors (the last good version runs): %s",
+				 sa.v[i]->id, bad);
 		const struct bot_counters *c = bot_counters(b);
 		const char *err = bot_last_error(b);
 		log_info("bot %s: %s%s%s; updates %" PRIu64 " (skipped %" PRIu64 "), sent %" PRIu64

@@ -488,7 +488,7 @@ class FaultTest(BotTest):
         d.wait_log(r"30 spec files, but the open-files limit leaves room for 32 connections")
         self.assertEqual(d.stop(), 0)
 
-    def report(self, d, want, timeout=10.0):
+    def report(self, d, want, timeout=10.0, last="c"):
         """Sends SIGUSR1 until the status report matches every regex of
         want (the counters settle a moment after fakebot saw the calls);
         returns the report's lines."""
@@ -499,7 +499,7 @@ class FaultTest(BotTest):
             mark = len(d.lines)
             d.proc.send_signal(signal.SIGUSR1)
             i = d.wait_log(r"status of \d+ bots?:", start=mark)
-            d.wait_log(r"bot c: ", start=i)  # the last one, by id
+            d.wait_log(r"bot %s: " % last, start=i)  # the last one, by id
             lines = d.lines[i:]
             if all(any(re.search(w, l) for l in lines) for w in want):
                 return lines
@@ -552,6 +552,42 @@ class FaultTest(BotTest):
         self.assertTrue(calls[1]["ok"])
         # about 2 s of waiting for a slot: an idle loop uses almost no CPU
         self.assertLess((after - before) / os.sysconf("SC_CLK_TCK"), 0.5)
+        self.assertEqual(d.stop(), 0)
+
+    def test_report_names_a_spec_that_does_not_load(self):
+        d = self.daemon({"a.yaml": self.spec(HELLO, "TA"), "z.yaml": "flows: nope\n"},
+                        env={"TA": self.token(A)})
+        self.wait_polling(A)
+        self.report(d, [r"^info: bot a: running",
+                        r"^info: bot z: not started: .*flows"], last="z")
+        # a broken edit of a running bot: the last good version runs
+        with open(os.path.join(d.specs_dir, "a.yaml"), "w") as f:
+            f.write("flows: nope\n")
+        d.wait_log(r"bot a: .*keeping the last good version running")
+        self.report(d, [r"^info: bot a: running",
+                        r"^info: bot a: its spec file has errors \(the last good version runs\)"],
+                    last="z")
+        self.assertEqual(d.stop(), 0)
+
+    def test_signals_during_shutdown_do_not_kill_it(self):
+        import signal
+        d = self.two_bots()
+        self.wait_polling(A)
+        self.fb.add_faults(A, {"method": "sendMessage", "delay_ms": 1500})
+        self.fb.message(A, "/start", user_id=3, first_name="Al")
+        self.wait_faults_taken(A)  # a reply in flight: the stop waits for it
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait_log(r"stopping$")
+        d.proc.send_signal(signal.SIGUSR1)
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(d.stop(), 0)
+        d.wait_log(r"stopping: signal %d ignored" % signal.SIGUSR1)
+        d.wait_log(r"^info: stopped$")
+        # the reply was acknowledged: nothing is sent again after a restart
+        d.restart()
+        self.wait_polling(A)
+        self.assertNotIn("pending repl", d.log())
+        self.assertEqual(len(self.fb.sent(A, method="sendMessage")["calls"]), 1)
         self.assertEqual(d.stop(), 0)
 
     def test_sigterm_while_a_reply_hangs(self):
