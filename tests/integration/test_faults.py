@@ -47,6 +47,25 @@ class FaultTest(BotTest):
                         env=env, args=args)
         return d
 
+    def pick(self, user):
+        """Sends bot A's /go (BUTTONS) for user; returns the button's
+        callback_data and the message id carrying it."""
+        before = self.fb.sent(A)["last_seq"]
+        self.fb.message(A, "/go", user_id=user)
+        [c] = self.fb.wait_sent(A, 1, method="sendMessage", after=before)
+        return (c["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+                c["result"]["message_id"])
+
+    def many_bots(self, ids, url=None, env=None, nofile=None):
+        """Starts a daemon running HELLO for each bot id (token T<id>)."""
+        env, specs = dict(env or {}), {}
+        for i in ids:
+            env["T%d" % i] = self.token(i)
+            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
+        d = Daemon(url or self.fb.url, specs, env=env, nofile=nofile)
+        self.daemons.append(d)
+        return d.start()
+
     def assert_b_answers(self, name="Bea"):
         before = self.fb.sent(B)["last_seq"]
         self.fb.message(B, "/start", user_id=9, first_name=name)
@@ -187,15 +206,13 @@ class FaultTest(BotTest):
     def test_button_answer_is_not_queued_behind_the_chats_replies(self):
         d = self.two_bots(spec_a=BUTTONS)
         self.wait_polling(A)
-        self.fb.message(A, "/go", user_id=3)
-        [pick] = self.fb.wait_sent(A, 1, method="sendMessage")
-        data = pick["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        data, mid = self.pick(3)
         # the chat's next reply is held by Telegram for 5 s
         self.fb.add_faults(A, {"method": "sendMessage", "delay_ms": 5000})
         self.fb.message(A, "/start", user_id=3, first_name="Al")
         self.wait_faults_taken(A)
         t0 = time.monotonic()
-        self.fb.callback(A, data, pick["result"]["message_id"], user_id=3)
+        self.fb.callback(A, data, mid, user_id=3)
         # the press is answered at once, not after the held reply...
         self.fb.wait_sent(A, 1, method="answerCallbackQuery", timeout=2.5)
         self.assertLess(time.monotonic() - t0, 2.5)
@@ -368,15 +385,8 @@ class FaultTest(BotTest):
         log = tempfile.mktemp(prefix="bf-gai-")
         self.addCleanup(lambda: os.path.exists(log) and os.unlink(log))
         ids = range(410, 430)
-        env = dict(preload("GAI_LOG_SHIM"), GAI_LOG=log)
-        specs = {}
-        for i in ids:
-            env["T%d" % i] = self.token(i)
-            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
-        url = self.fb.url.replace("127.0.0.1", "api.botfactory.test")
-        d = Daemon(url, specs, env=env)
-        self.daemons.append(d)
-        d.start()
+        d = self.many_bots(ids, url=self.fb.url.replace("127.0.0.1", "api.botfactory.test"),
+                           env=dict(preload("GAI_LOG_SHIM"), GAI_LOG=log))
         for i in ids:
             self.wait_polling(i)
         self.fb.message(ids[-1], "/start", user_id=3, first_name="Al")
@@ -388,17 +398,11 @@ class FaultTest(BotTest):
         self.assertEqual(d.stop(), 0)
 
     def test_replies_wait_for_a_connection_under_a_small_open_files_limit(self):
-        """40 bots under an open-files limit of 160 (room for 96
+        """40 bots under an open-files limit of 160 (room for 80
         connections): 40 polls and 160 replies at once do not fit, and the
         replies wait for a connection instead of failing."""
         ids = range(440, 480)
-        env, specs = {}, {}
-        for i in ids:
-            env["T%d" % i] = self.token(i)
-            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
-        d = Daemon(self.fb.url, specs, env=env, nofile=160)
-        self.daemons.append(d)
-        d.start()
+        d = self.many_bots(ids, nofile=160)
         d.wait_log(r"open-files limit 160$")
         for i in ids:
             self.wait_polling(i)
@@ -456,11 +460,7 @@ class FaultTest(BotTest):
     def test_a_failed_button_answer_does_not_hold_the_others(self):
         d = self.two_bots(spec_a=BUTTONS)
         self.wait_polling(A)
-        self.fb.message(A, "/go", user_id=3)
-        self.fb.message(A, "/go", user_id=4)
-        picks = self.fb.wait_sent(A, 2, method="sendMessage")
-        press = {c["params"]["chat_id"]: (c["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
-                                          c["result"]["message_id"]) for c in picks}
+        press = {u: self.pick(u) for u in (3, 4)}
         self.fb.add_faults(A, {"method": "answerCallbackQuery", "status": 500})
         self.fb.callback(A, press[3][0], press[3][1], user_id=3)
         [failed] = self.fb.wait_sent(A, 1, method="answerCallbackQuery", all=True)
@@ -477,14 +477,7 @@ class FaultTest(BotTest):
         self.assertEqual(d.stop(), 0)
 
     def test_too_many_bots_for_the_open_files_limit_are_announced(self):
-        ids = range(480, 510)
-        env, specs = {}, {}
-        for i in ids:
-            env["T%d" % i] = self.token(i)
-            specs["b%d.yaml" % i] = self.spec(HELLO, "T%d" % i)
-        d = Daemon(self.fb.url, specs, env=env, nofile=90)
-        self.daemons.append(d)
-        d.start()
+        d = self.many_bots(range(480, 510), nofile=90)
         d.wait_log(r"30 spec files, but the open-files limit leaves room for 32 connections")
         self.assertEqual(d.stop(), 0)
 
@@ -534,11 +527,9 @@ class FaultTest(BotTest):
         waits for a slot without busy-looping the send timer."""
         d = self.two_bots(spec_a=BUTTONS)
         self.wait_polling(A)
-        self.fb.message(A, "/go", user_id=3)
-        [pick] = self.fb.wait_sent(A, 1, method="sendMessage")
-        data = pick["params"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        data, mid = self.pick(3)
         self.fb.add_faults(A, {"method": "answerCallbackQuery", "status": 500})
-        self.fb.callback(A, data, pick["result"]["message_id"], user_id=3)
+        self.fb.callback(A, data, mid, user_id=3)
         self.fb.wait_sent(A, 1, method="answerCallbackQuery", all=True)
         # the 4 send slots busy for 3 s: the answer is due after 1 s
         self.fb.add_faults(A, {"method": "sendMessage", "delay_ms": 3000, "count": 4})
