@@ -213,6 +213,15 @@ static long raise_nofile(void)
 
 static void start_specs(struct daemon *d);
 
+/* What waited for the first call: WARM_START and/or WARM_REPOLL. */
+static void warm_then_run(struct daemon *d, unsigned then)
+{
+	if (then & WARM_START)
+		start_specs(d);
+	if (then & WARM_REPOLL)
+		registry_repoll(d->reg, then & WARM_WOKE);
+}
+
 static void warm_done(struct tg_req *r, struct tg_result *res, void *arg)
 {
 	(void)r;
@@ -222,12 +231,8 @@ static void warm_done(struct tg_req *r, struct tg_result *res, void *arg)
 	/* any answer will do (it is a 404: no token): the address is known */
 	log_debug("the Bot API host answered the first call (%s)",
 		  res->status == TG_TRANSIENT ? res->description : "reachable");
-	if (d->stopping)
-		return;
-	if (then & WARM_START)
-		start_specs(d);
-	if (then & WARM_REPOLL)
-		registry_repoll(d->reg, then & WARM_WOKE);
+	if (!d->stopping)
+		warm_then_run(d, then);
 }
 
 /* Runs `then` once one call has been made to the API host (or at once,
@@ -260,10 +265,7 @@ static void warm_up(struct daemon *d, unsigned then)
 			return;
 		}
 	}
-	if (then & WARM_START)
-		start_specs(d);
-	if (then & WARM_REPOLL)
-		registry_repoll(d->reg, then & WARM_WOKE);
+	warm_then_run(d, then);
 }
 
 static void on_watch(uv_timer_t *t)

@@ -356,7 +356,7 @@ void registry_abort_sends(struct registry *r)
 	smap_each(&r->by_id, abort_one, NULL);
 }
 
-struct stop_all {
+struct entry_list {
 	struct entry **v;
 	size_t n;
 };
@@ -364,8 +364,19 @@ struct stop_all {
 static void collect(const char *key, void *value, void *arg)
 {
 	(void)key;
-	struct stop_all *sa = arg;
-	sa->v[sa->n++] = value;
+	struct entry_list *l = arg;
+	l->v[l->n++] = value;
+}
+
+/* Every entry, in an array (the caller frees l->v), so that the map may
+ * change while they are walked. Returns 0 or -ENOMEM (then l is empty). */
+static int entry_list(struct registry *r, struct entry_list *l)
+{
+	l->n = 0;
+	if (!(l->v = calloc(r->by_id.n ? r->by_id.n : 1, sizeof(*l->v))))
+		return -ENOMEM;
+	smap_each(&r->by_id, collect, l);
+	return 0;
 }
 
 static int by_id(const void *a, const void *b)
@@ -375,12 +386,11 @@ static int by_id(const void *a, const void *b)
 
 void registry_report(struct registry *r)
 {
-	struct stop_all sa = {calloc(r->by_id.n ? r->by_id.n : 1, sizeof(struct entry *)), 0};
-	if (!sa.v) {
+	struct entry_list sa;
+	if (entry_list(r, &sa)) {
 		log_error("status report: out of memory");
 		return;
 	}
-	smap_each(&r->by_id, collect, &sa);
 	qsort(sa.v, sa.n, sizeof(*sa.v), by_id);
 	log_info("status of %zu bot%s:", sa.n, sa.n == 1 ? "" : "s");
 	for (size_t i = 0; i < sa.n; i++) {
@@ -408,9 +418,8 @@ void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)
 	r->closing = true;
 	r->done = done;
 	r->done_arg = arg;
-	struct stop_all sa = {calloc(r->by_id.n ? r->by_id.n : 1, sizeof(struct entry *)), 0};
-	if (sa.v)
-		smap_each(&r->by_id, collect, &sa);
+	struct entry_list sa;
+	(void)entry_list(r, &sa); /* out of memory: nothing to walk */
 	for (size_t i = 0; i < sa.n; i++) {
 		struct entry *e = sa.v[i];
 		spec_unref(e->next);
