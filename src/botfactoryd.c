@@ -6,7 +6,6 @@
  * database work is committed, and it exits 0. */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,12 +372,6 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	if (signum == SIGUSR1) {
-		struct dbq_stats ds;
-		dbq_stats(d->dbq, &ds);
-		log_info("database: %" PRIu64 " transactions on the loop (the longest %.1f ms), %" PRIu64
-			 " syncs (the longest %.1f ms), %" PRIu64 " checkpoints",
-			 ds.groups, (double)ds.group_max_ns / 1e6, ds.syncs,
-			 (double)ds.sync_max_ns / 1e6, ds.checkpoints);
 		registry_report(d->reg);
 		return;
 	}

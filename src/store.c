@@ -198,12 +198,6 @@ struct store {
 	uint32_t nbots;
 	pthread_t owner; /* with owned: the only thread that may use it */
 	bool owned;
-	bool deferred;       /* store_defer_sync: commits do not sync */
-	unsigned wal_frames; /* frames in the write-ahead log after the last commit */
-};
-
-struct store_ckpt {
-	sqlite3 *db; /* a second connection: synchronous=FULL, checkpoints only */
 };
 
 /* The bot's info, created on first use. NULL when out of memory. */
@@ -411,11 +405,6 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
-	/* closing the last connection checkpoints and deletes the log: with
-	 * synchronous=OFF that checkpoint would not sync the database file
-	 * before the log it copied is gone */
-	if (st->deferred && st->db)
-		sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
@@ -425,88 +414,6 @@ void store_close(struct store *st)
 	smap_free(&st->bots);
 	free(st->absent);
 	free(st);
-}
-
-static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
-{
-	(void)db;
-	(void)name;
-	((struct store *)arg)->wal_frames = frames > 0 ? (unsigned)frames : 0;
-	return SQLITE_OK;
-}
-
-int store_defer_sync(struct store *st)
-{
-	/* a busy handler would sleep on the loop: nothing else writes this
-	 * database (the flock), the checkpoints are PASSIVE (they take no
-	 * writer lock), so SQLITE_BUSY is unexpected and fails the
-	 * transaction, to be retried, rather than wait */
-	sqlite3_busy_timeout(st->db, 0);
-	if (sqlite3_exec(st->db, "PRAGMA synchronous=OFF", NULL, NULL, NULL) != SQLITE_OK)
-		return db_err(st, "PRAGMA synchronous=OFF");
-	/* our hook replaces the automatic checkpoint, which would run on
-	 * this connection, without syncs, and on the caller's thread */
-	sqlite3_wal_hook(st->db, on_wal_commit, st);
-	st->deferred = true;
-	return 0;
-}
-
-int store_wal_open(struct store *st)
-{
-	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(st->db, "main"));
-	int fd = wal ? open(wal, O_RDONLY | O_CLOEXEC) : -1;
-	if (fd < 0) {
-		int rc = wal ? -errno : -ENOENT;
-		log_error("database: cannot open its write-ahead log: %s", strerror(-rc));
-		return rc;
-	}
-	return fd;
-}
-
-unsigned store_wal_frames(const struct store *st)
-{
-	return st->wal_frames;
-}
-
-int store_ckpt_open(struct store *st, struct store_ckpt **out)
-{
-	struct store_ckpt *ck = calloc(1, sizeof(*ck));
-	if (!ck)
-		return -ENOMEM;
-	/* the read opens the connection's view of the write-ahead log */
-	if (sqlite3_open_v2(sqlite3_db_filename(st->db, "main"), &ck->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
-	    sqlite3_exec(ck->db,
-			 "PRAGMA synchronous=FULL; SELECT count(*) FROM sqlite_master;",
-			 NULL, NULL, NULL) != SQLITE_OK) {
-		log_error("database: cannot open a connection for checkpoints: %s",
-			  ck->db ? sqlite3_errmsg(ck->db) : "out of memory");
-		store_ckpt_close(ck);
-		return -EIO;
-	}
-	*out = ck;
-	return 0;
-}
-
-int store_ckpt_run(struct store_ckpt *ck, bool *complete)
-{
-	int log_frames = 0, copied = 0;
-	int rc = sqlite3_wal_checkpoint_v2(ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
-					   &copied);
-	*complete = rc == SQLITE_OK && copied == log_frames;
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-		log_error("database: checkpoint: %s", sqlite3_errmsg(ck->db));
-		return -EIO;
-	}
-	return 0;
-}
-
-void store_ckpt_close(struct store_ckpt *ck)
-{
-	if (!ck)
-		return;
-	sqlite3_close(ck->db);
-	free(ck);
 }
 
 int store_begin(struct store *st)

@@ -2,7 +2,7 @@
  * (bot, chat, user -> engine state), the outbox of pending Bot API calls and
  * the update offsets. The interface speaks of those things, not of SQL, so
  * that another backend can replace it. A store is used by ONE thread at a
- * time (the daemon's loop thread, see dbq.h); it is not thread-safe. */
+ * time (the daemon's database thread, see dbq.h); it is not thread-safe. */
 #ifndef BOTFACTORY_STORE_H
 #define BOTFACTORY_STORE_H
 
@@ -29,40 +29,10 @@ struct store;
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
 /* From now on only the calling thread may run statements on st (checked
- * by an assertion in builds without NDEBUG): dbq_start calls it, so that
- * the sync thread can never run a statement by mistake. */
+ * by an assertion in builds without NDEBUG): the database thread calls it
+ * when it starts, so that the loop can never block on SQLite by mistake,
+ * and dbq_stop when it has joined that thread. */
 void store_bind_thread(struct store *st);
-
-/* Hands durability to the caller (the daemon's dbq, see dbq.h). From now
- * on a commit writes the write-ahead log without syncing it
- * (synchronous=OFF), this connection never checkpoints and never waits for
- * a lock (SQLITE_BUSY fails the statement). The caller must fdatasync the
- * log (store_wal_open) before it relies on a commit, and checkpoint through
- * a store_ckpt, whose checkpoints sync the log before they copy from it.
- * store_close restores synchronous=FULL, so that its final checkpoint
- * syncs. Returns 0 or -EIO. */
-int store_defer_sync(struct store *st);
-/* Opens the database's write-ahead log read-only, for fdatasync (which
- * flushes the file whatever descriptor wrote it). The log exists while the
- * store is open. Returns the descriptor (the caller closes it) or a
- * negative errno, logged. */
-int store_wal_open(struct store *st);
-/* Frames in the write-ahead log after the store's last commit (0 before
- * the first commit; it drops after a checkpoint let the log restart). Only
- * counted after store_defer_sync. */
-unsigned store_wal_frames(const struct store *st);
-
-/* A second connection to st's database, for checkpoints on another thread
- * than st's (synchronous=FULL: the log is synced before pages are copied
- * from it, the database after). Returns 0 with *out set (close with
- * store_ckpt_close before st), -ENOMEM or -EIO (logged). */
-struct store_ckpt;
-int store_ckpt_open(struct store *st, struct store_ckpt **out);
-/* One PASSIVE checkpoint: copies what it can without waiting for anyone.
- * *complete is true when the whole log was copied (the next commit will
- * restart it from its beginning). Returns 0, or -EIO (logged). */
-int store_ckpt_run(struct store_ckpt *ck, bool *complete);
-void store_ckpt_close(struct store_ckpt *ck);
 
 /* Transactions. begin/commit/rollback return 0 or -EIO. Savepoints nest
  * inside a transaction so that one failing job does not undo the others. */

@@ -493,7 +493,7 @@ class FaultTest(BotTest):
             d.proc.send_signal(signal.SIGUSR1)
             i = d.wait_log(r"status of \d+ bots?:", start=mark)
             d.wait_log(r"bot %s: " % last, start=i)  # the last one, by id
-            lines = d.lines[mark:]
+            lines = d.lines[i:]
             if all(any(re.search(w, l) for l in lines) for w in want):
                 return lines
             self.assertLess(time.monotonic(), deadline, "report: %r" % lines)
@@ -514,9 +514,7 @@ class FaultTest(BotTest):
         self.assert_b_answers()
         self.report(d, [r"^info: bot a: running; updates 2 \(skipped 0\), sent 1, dropped 1, retries 1, polls [2-9]",
                         r"^info: bot b: running; updates 1 \(skipped 0\), sent 1, dropped 0, retries 0, polls [1-9]",
-                        r"^info: bot c: disabled: .*TC",
-                        r"^info: database: [1-9]\d* transactions on the loop \(the longest \d+\.\d ms\), "
-                        r"[1-9]\d* syncs \(the longest \d+\.\d ms\), \d+ checkpoints$"])
+                        r"^info: bot c: disabled: .*TC"])
         # a bot whose token Telegram refuses says so
         self.fb.add_faults(A, {"method": "getUpdates", "status": 401})
         self.fb.message(A, "/start", user_id=3)

@@ -1,6 +1,5 @@
 /* Unit tests of the SQLite store (a real database file in a temporary
- * directory) and of the database queue (dbq) and its sync thread on a
- * real libuv loop. */
+ * directory) and of the database thread (dbq) on a real libuv loop. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -13,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -480,6 +478,8 @@ static void test_dbq_group_commit(void **state)
 struct ar_job {
 	struct dbq_job base;
 	int kind;
+	uv_sem_t *started, *go; /* kind 0 says it runs, then waits: the
+				   others queue up meanwhile, in one group */
 	int *ndone;
 };
 
@@ -494,6 +494,10 @@ static void ar_run(struct dbq_job *j, struct store *st)
 	struct ar_job *x = (struct ar_job *)j;
 	sqlite3 *db = *(sqlite3 **)st; /* struct store's first member */
 	switch (x->kind) {
+	case 0:
+		uv_sem_post(x->started);
+		uv_sem_wait(x->go);
+		break;
 	case 1:
 		j->rc = store_offset_set(st, "one", 1, 100);
 		break;
@@ -517,23 +521,32 @@ static void test_dbq_transaction_lost_midway(void **state)
 {
 	struct fixture *f = *state;
 	uv_loop_t loop;
+	uv_sem_t started, go;
 	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(uv_sem_init(&started, 0), 0);
+	assert_int_equal(uv_sem_init(&go, 0), 0);
 	struct dbq *q = NULL;
 	assert_int_equal(dbq_start(&loop, f->st, &q), 0);
 	int ndone = 0;
-	struct ar_job jobs[3];
-	for (int i = 0; i < 3; i++) { /* one group: submitted in one go */
-		jobs[i] = (struct ar_job){{ar_run, ar_done, 0, NULL}, i + 1, &ndone};
+	struct ar_job jobs[4];
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct ar_job){{ar_run, ar_done, 0, NULL}, i, &started, &go, &ndone};
 		dbq_submit(q, &jobs[i].base);
+		if (i == 0) /* job 0's group has begun: 1-3 form the next */
+			uv_sem_wait(&started);
 	}
-	while (ndone < 3)
+	uv_sem_post(&go);
+	while (ndone < 4)
 		uv_run(&loop, UV_RUN_ONCE);
 	int is_closed = 0;
 	dbq_stop(q, closed, &is_closed);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
-	for (int i = 0; i < 3; i++)
-		assert_int_not_equal(jobs[i].base.rc, 0);
+	uv_sem_destroy(&go);
+	uv_sem_destroy(&started);
+	assert_int_not_equal(jobs[1].base.rc, 0);
+	assert_int_not_equal(jobs[2].base.rc, 0);
+	assert_int_not_equal(jobs[3].base.rc, 0);
 	static const char *const bots[] = {"one", "two", "three"};
 	for (int i = 0; i < 3; i++) {
 		int64_t off = -1;
@@ -544,201 +557,15 @@ static void test_dbq_transaction_lost_midway(void **state)
 	assert_int_equal(store_offset_set(f->st, "three", 1, 300), 0);
 }
 
-/* The sync thread's fdatasync, interposed for the tests below (dbq.c is
- * linked into this program; SQLite's own calls go to libc): counted, held
- * while `hold` is set, failed with `fail`. */
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int calls, hold, fail;
-} fds = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
-
-int fdatasync(int fd)
-{
-	pthread_mutex_lock(&fds.mu);
-	fds.calls++;
-	pthread_cond_broadcast(&fds.cv);
-	while (fds.hold)
-		pthread_cond_wait(&fds.cv, &fds.mu);
-	int fail = fds.fail;
-	pthread_mutex_unlock(&fds.mu);
-	if (fail) {
-		errno = fail;
-		return -1;
-	}
-	return fsync(fd);
-}
-
-static void fds_set(int hold, int fail)
-{
-	pthread_mutex_lock(&fds.mu);
-	fds.hold = hold;
-	fds.fail = fail;
-	pthread_cond_broadcast(&fds.cv);
-	pthread_mutex_unlock(&fds.mu);
-}
-
-/* Waits (5 s at most) until fdatasync was called n times in all. */
-static int fds_wait(int n)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 5;
-	pthread_mutex_lock(&fds.mu);
-	while (fds.calls < n &&
-	       pthread_cond_timedwait(&fds.cv, &fds.mu, &until) == 0)
-		;
-	int calls = fds.calls;
-	pthread_mutex_unlock(&fds.mu);
-	return calls;
-}
-
-/* Outbox rows of bot "q" seen by another connection: what is committed. */
-static int committed_rows(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *s;
-	int n = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox", -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			n = sqlite3_column_int(s, 0);
-		sqlite3_finalize(s);
-	}
-	sqlite3_close(db);
-	return n;
-}
-
-/* A job is committed on the loop at once, but comes back only after a sync
- * of the log that began after its commit; transactions committed while a
- * sync runs share the next one. */
-static void test_dbq_done_after_sync(void **state)
-{
-	struct fixture *f = *state;
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	struct dbq *q = NULL;
-	assert_int_equal(dbq_start(&loop, f->st, &q), 0);
-	int base = fds_wait(0);
-	fds_set(1, 0);
-	int order[4], norder = 0;
-	struct job jobs[3];
-	for (int i = 0; i < 3; i++)
-		jobs[i] = (struct job){{job_run, job_done, 0, NULL}, i + 1, 0, order, &norder};
-	dbq_submit(q, &jobs[0].base);
-	uv_run(&loop, UV_RUN_NOWAIT); /* runs the group, asks for a sync */
-	assert_int_equal(fds_wait(base + 1), base + 1);
-	assert_int_equal(committed_rows(f->path), 1); /* committed, not synced */
-	assert_int_equal(norder, 0);
-	dbq_submit(q, &jobs[1].base);
-	dbq_submit(q, &jobs[2].base);
-	uv_run(&loop, UV_RUN_NOWAIT);
-	assert_int_equal(committed_rows(f->path), 3);
-	assert_int_equal(norder, 0);
-	fds_set(0, 0);
-	while (norder < 3)
-		uv_run(&loop, UV_RUN_ONCE);
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(order[i], i + 1);
-	struct dbq_stats st;
-	dbq_stats(q, &st);
-	assert_int_equal(st.groups, 2);
-	assert_int_equal(st.syncs, 2); /* the second group waited for the first sync */
-	assert_int_equal(fds_wait(0), base + 2);
-	int is_closed = 0;
-	dbq_stop(q, closed, &is_closed);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(is_closed, 1);
-	assert_int_equal(uv_loop_close(&loop), 0);
-}
-
-/* A failed fdatasync ends the process before any job of it comes back. */
-static void test_dbq_sync_failure_exits(void **state)
-{
-	struct fixture *f = *state;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		uv_loop_t loop;
-		struct dbq *q = NULL;
-		int order[1], norder = 0;
-		struct job j = {{job_run, job_done, 0, NULL}, 1, 0, order, &norder};
-		if (uv_loop_init(&loop) || dbq_start(&loop, f->st, &q))
-			_exit(3);
-		fds_set(0, EIO);
-		dbq_submit(q, &j.base);
-		while (norder < 1)
-			uv_run(&loop, UV_RUN_ONCE);
-		_exit(0); /* done came back: wrong */
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), EXIT_FAILURE);
-}
-
-/* A job that writes a big row: a few frames of the log each. */
-static void big_run(struct dbq_job *j, struct store *st)
-{
-	static char body[16384];
-	if (!body[0])
-		memset(body, 'x', sizeof(body) - 1);
-	int64_t id;
-	j->rc = store_outbox_add(st, "q", 1, 0, "sendMessage", body, &id);
-}
-
-static void count_done(struct dbq_job *j)
-{
-	(void)j;
-}
-
-/* The log is checkpointed by the sync thread once it holds 1,000 frames,
- * and restarts from its beginning after that: it does not grow without
- * bound, and every row is there. */
-static void test_dbq_checkpoints(void **state)
-{
-	struct fixture *f = *state;
-	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	struct dbq *q = NULL;
-	assert_int_equal(dbq_start(&loop, f->st, &q), 0);
-	struct dbq_job jobs[400];
-	unsigned most = 0;
-	for (int i = 0; i < 400; i++) {
-		jobs[i] = (struct dbq_job){big_run, count_done, 0, NULL};
-		dbq_submit(q, &jobs[i]);
-		while (dbq_pending(q))
-			uv_run(&loop, UV_RUN_ONCE);
-		assert_int_equal(jobs[i].rc, 0);
-		if (store_wal_frames(f->st) > most)
-			most = store_wal_frames(f->st);
-	}
-	struct dbq_stats st;
-	dbq_stats(q, &st);
-	assert_true(st.checkpoints >= 1);
-	assert_true(most >= 1000);
-	assert_true(most < 1100); /* writes waited for the checkpoint */
-	assert_true(store_wal_frames(f->st) < most);
-	struct stat sb;
-	assert_int_equal(stat(f->path, &sb), 0);
-	assert_true(sb.st_size > 1000 * 4096 / 2); /* pages were copied */
-	int is_closed = 0;
-	dbq_stop(q, closed, &is_closed);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	assert_int_equal(committed_rows(f->path), 400);
-}
-
 static void *bind_here(void *st)
 {
 	store_bind_thread(st);
 	return NULL;
 }
 
-/* Once the loop thread has the store (dbq_start), a statement from any
- * other thread (the sync thread, by mistake) stops the process at once, in
- * every test run. */
+/* Once the database thread has the store, a statement from any other
+ * thread (the loop, by mistake) stops the process at once, in every test
+ * run, instead of blocking the loop on SQLite in production. */
 static void test_store_refuses_other_threads(void **state)
 {
 #ifdef NDEBUG
@@ -764,7 +591,7 @@ static void test_store_refuses_other_threads(void **state)
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, bind_here, f->st), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
-	store_bind_thread(f->st); /* handed back */
+	store_bind_thread(f->st); /* handed back, as dbq_stop does */
 	assert_int_equal(store_offset_get(f->st, "b", 1, &off), 0);
 }
 
@@ -782,9 +609,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_refuses_other_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_transaction_lost_midway, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dbq_done_after_sync, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dbq_sync_failure_exits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dbq_checkpoints, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
