@@ -2,7 +2,9 @@
  * to SQLite's write-ahead log fail with ENOSPC (a full disk) while the file
  * named by $FAIL_WAL_TRIGGER exists, so that the daemon's handling of
  * database errors can be tested on the real binary: create the file, and
- * every transaction fails at its commit; remove it, and they succeed. */
+ * every transaction fails at its commit; remove it, and they succeed.
+ * Likewise fdatasync of the log fails with EIO (a failing disk) while the
+ * file named by $FAIL_WAL_SYNC_TRIGGER exists. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -15,10 +17,10 @@
 
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 
-/* True when fd is a "-wal" file and the trigger file exists. */
-static int should_fail(int fd)
+/* True when fd is a "-wal" file and the file named by $var exists. */
+static int should_fail(int fd, const char *var)
 {
-	const char *trigger = getenv("FAIL_WAL_TRIGGER");
+	const char *trigger = getenv(var);
 	struct stat sb;
 	if (!trigger || stat(trigger, &sb))
 		return 0;
@@ -38,9 +40,23 @@ ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset)
 		void *sym = dlsym(RTLD_NEXT, "pwrite64");
 		memcpy(&real, &sym, sizeof(real)); /* ISO C has no cast for it */
 	}
-	if (should_fail(fd)) {
+	if (should_fail(fd, "FAIL_WAL_TRIGGER")) {
 		errno = ENOSPC;
 		return -1;
 	}
 	return real(fd, buf, count, offset);
+}
+
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "fdatasync");
+		memcpy(&real, &sym, sizeof(real));
+	}
+	if (should_fail(fd, "FAIL_WAL_SYNC_TRIGGER")) {
+		errno = EIO;
+		return -1;
+	}
+	return real(fd);
 }

@@ -1,5 +1,6 @@
 """Durability: kill -9 in the middle of a stream of updates loses nothing and
-applies no state transition twice; neither does a full disk; ask deadlines
+applies no state transition twice; neither does a full disk or a failing
+fdatasync; ask deadlines
 survive a restart; TLS with --ca-file."""
 
 import os
@@ -132,6 +133,38 @@ class CrashTest(BotTest):
         self.assertEqual(self.texts(504, 4)[3], "Thanks Bo")
         self.assertEqual(d.stop(), 0)
         self.assertNotIn("cannot rollback", d.log())
+
+    def test_a_failing_sync_loses_and_doubles_nothing(self):
+        # fdatasync of the database's log fails (EIO) while `bad` exists
+        tok = self.token(506)
+        bad = os.path.join(tempfile.mkdtemp(prefix="bf-eio-"), "bad")
+        self.addCleanup(shutil.rmtree, os.path.dirname(bad), True)
+        env = {"T": tok, "LD_PRELOAD": os.environ["FAIL_WAL"], "FAIL_WAL_SYNC_TRIGGER": bad,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+        d = self.daemon({"ask.yaml": self.spec(ASK, "T")}, env=env)
+        self.wait_polling(506)
+        self.fb.message(506, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(506, 1), ["Your name?"])
+        # the disk cannot sync: the commit fails, so the answer is neither
+        # confirmed to Telegram nor answered
+        open(bad, "w").close()
+        mark = len(d.lines)
+        self.fb.message(506, "Ann", user_id=9, first_name="Ann")
+        d.wait_log(r"database: .*disk I/O error", start=mark)
+        d.wait_log(r"database: a transaction failed; its jobs? will be retried", start=mark)
+        self.assertEqual(len(self.fb.sent(506, method="sendMessage")["calls"]), 1)
+        self.assertEqual(self.fb.state(506)["pending_updates"], 1)
+        # the disk works again: the answer is handled once, after a backoff
+        os.unlink(bad)
+        self.assertEqual(self.texts(506, 2, timeout=30), ["Your name?", "Thanks Ann"])
+        self.fb.message(506, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(506, 3)[2], "Your name?")
+        self.assertEqual(d.stop(), 0)
+        d.restart()
+        self.wait_polling(506)
+        self.fb.message(506, "Bo", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(506, 4)[3], "Thanks Bo")
+        self.assertEqual(d.stop(), 0)
 
     def test_deadline_fires_after_a_restart(self):
         tok = self.token(502)
