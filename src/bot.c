@@ -144,6 +144,7 @@ struct bot {
 	bool retry_exact; /* the timer waits out a 429's retry_after */
 	struct batch_job *retry_batch; /* a batch to hand to the database again */
 	char *pending_cmds; /* setMyCommands body in flight */
+	bool menu_stale;    /* the spec's menu changed while pending_cmds was in flight */
 	struct tg_req ctl;  /* setMyCommands after a spec swap (lazily set up) */
 	bool ctl_ready;
 	char *ctl_cmds;     /* its body in flight */
@@ -1631,19 +1632,27 @@ out:
 	maybe_stopped(b);
 }
 
+static int publish_menu(struct bot *b, char *cmds);
+
 static void commands_set(struct tg_req *r, struct tg_result *res, void *arg)
 {
 	(void)r;
 	struct bot *b = arg;
 	char *cmds = b->pending_cmds;
 	b->pending_cmds = NULL;
-	if (b->stopping) {
-		free(cmds);
-		return;
+	/* a reload changed the menu meanwhile (bot_swap_spec waited): publish
+	 * it now, after this call, so that the newer menu is the one left */
+	char *now = b->menu_stale ? commands_json(b->spec) : NULL;
+	b->menu_stale = false;
+	if (now && !strcmp(now, cmds)) {
+		free(now);
+		now = NULL;
 	}
-	if (res->status == TG_UNAUTHORIZED) {
+	if (b->stopping || res->status == TG_UNAUTHORIZED) {
+		free(now);
 		free(cmds);
-		bot_unauthorized(b, "setMyCommands");
+		if (!b->stopping)
+			bot_unauthorized(b, "setMyCommands");
 		return;
 	}
 	if (res->status == TG_OK) {
@@ -1660,6 +1669,8 @@ static void commands_set(struct tg_req *r, struct tg_result *res, void *arg)
 			 bot_id(b), res->description);
 	}
 	free(cmds);
+	if (now && publish_menu(b, now))
+		log_warn("bot %s: out of memory: its new command menu is not published", bot_id(b));
 	start_polling(b);
 }
 
@@ -1740,6 +1751,22 @@ int bot_swap_spec(struct bot *b, struct spec *spec)
 		free(after);
 		return 0;
 	}
+	if (b->pending_cmds) {
+		/* the start's setMyCommands is in flight: two calls at once could
+		 * land in either order and leave the older menu published; it
+		 * publishes this one when it ends (commands_set) */
+		b->menu_stale = true;
+		free(after);
+		return 0;
+	}
+	return publish_menu(b, after);
+}
+
+/* Sends the menu `after` (owned: freed here or when the call ends) on the
+ * bot's control request, replacing a menu still in flight there. Returns 0
+ * or -ENOMEM. */
+static int publish_menu(struct bot *b, char *after)
+{
 	if (!b->ctl_ready) {
 		if (tg_req_init(&b->ctl, b->env->api)) {
 			tg_req_free(&b->ctl);

@@ -66,6 +66,29 @@ class ReloadTest(BotTest):
         finally:
             db.close()
 
+    def test_a_menu_edited_while_the_first_is_published_is_the_one_left(self):
+        # the start's setMyCommands is slow; the menu changes meanwhile
+        self.fb.add_faults(BOT, {"method": "setMyCommands", "delay_ms": 1500, "count": 1})
+        d = self.start({"hi.yaml": hello("v1")})
+        self.wait_faults_taken(BOT)
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v1").replace("Say hello", "Say hi"))
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        d.wait_log(r"bot hi: published its command menu", start=mark)
+        d.wait_log(r"bot hi: published its new command menu", start=mark)
+        # the newer menu went last: two calls at once could end either way
+        self.assertEqual(self.fb.state(BOT)["commands"],
+                         [{"command": "start", "description": "Say hi"}])
+        self.assertEqual(len(self.fb.sent(BOT, method="setMyCommands")["calls"]), 2)
+        self.assertEqual(self.ask(), "v1")
+        # the database knows what was published last: a restart sends nothing
+        self.assertEqual(d.stop(), 0)
+        d.restart()
+        self.wait_polling(BOT)
+        self.assertEqual(self.ask(), "v1")
+        self.assertEqual(len(self.fb.sent(BOT, method="setMyCommands")["calls"]), 2)
+        self.assertEqual(d.stop(), 0)
+
     def test_without_inotify_the_directory_is_rescanned(self):
         # every inotify watch fails, as when the system's limit is reached
         env = {"T": self.tok, "LD_PRELOAD": os.environ["NO_INOTIFY"],
