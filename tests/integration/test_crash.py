@@ -100,71 +100,50 @@ class CrashTest(BotTest):
         self.assertLessEqual(dupes, CHATS, "too many repeated replies")
         self.assertEqual(d.stop(), 0)
 
-    def test_a_full_disk_loses_and_doubles_nothing(self):
-        # writes to the database's log fail (ENOSPC) while `full` exists
-        tok = self.token(504)
-        full = os.path.join(tempfile.mkdtemp(prefix="bf-full-"), "full")
-        self.addCleanup(shutil.rmtree, os.path.dirname(full), True)
-        env = {"T": tok, "LD_PRELOAD": os.environ["FAIL_WAL"], "FAIL_WAL_TRIGGER": full,
+    def disk_fault(self, bot, trigger_var, error):
+        """Runs the ASK spec with fail_wal failing the database's log while
+        the file named by $trigger_var exists: an answer given then is
+        neither kept, confirmed nor answered (the daemon logs `error`), and
+        is handled exactly once when the disk works again."""
+        tok = self.token(bot)
+        bad = os.path.join(tempfile.mkdtemp(prefix="bf-disk-"), "bad")
+        self.addCleanup(shutil.rmtree, os.path.dirname(bad), True)
+        env = {"T": tok, "LD_PRELOAD": os.environ["FAIL_WAL"], trigger_var: bad,
                "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         d = self.daemon({"ask.yaml": self.spec(ASK, "T")}, env=env)
-        self.wait_polling(504)
-        self.fb.message(504, "/order", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(504, 1), ["Your name?"])
-        # the disk fills up: the answer cannot be kept, so it is not
+        self.wait_polling(bot)
+        self.fb.message(bot, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(bot, 1), ["Your name?"])
+        # the disk fails: the answer cannot be kept, so it is not
         # confirmed to Telegram and nothing is sent for it
-        open(full, "w").close()
+        open(bad, "w").close()
         mark = len(d.lines)
-        self.fb.message(504, "Ann", user_id=9, first_name="Ann")
-        d.wait_log(r"database: .*disk is full", start=mark)
+        self.fb.message(bot, "Ann", user_id=9, first_name="Ann")
+        d.wait_log(r"database: .*" + error, start=mark)
         d.wait_log(r"database: a transaction failed; its jobs? will be retried", start=mark)
-        self.assertEqual(len(self.fb.sent(504, method="sendMessage")["calls"]), 1)
-        self.assertEqual(self.fb.state(504)["pending_updates"], 1)
-        # room again: the answer is handled once, after a backoff
-        os.unlink(full)
-        self.assertEqual(self.texts(504, 2, timeout=30), ["Your name?", "Thanks Ann"])
-        self.fb.message(504, "/order", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(504, 3)[2], "Your name?")
+        self.assertEqual(len(self.fb.sent(bot, method="sendMessage")["calls"]), 1)
+        self.assertEqual(self.fb.state(bot)["pending_updates"], 1)
+        # the disk works again: the answer is handled once, after a backoff
+        os.unlink(bad)
+        self.assertEqual(self.texts(bot, 2, timeout=30), ["Your name?", "Thanks Ann"])
+        self.fb.message(bot, "/order", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(bot, 3)[2], "Your name?")
         self.assertEqual(d.stop(), 0)
         # nothing was left in the outbox to send again after a restart
         d.restart()
-        self.wait_polling(504)
-        self.fb.message(504, "Bo", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(504, 4)[3], "Thanks Bo")
+        self.wait_polling(bot)
+        self.fb.message(bot, "Bo", user_id=9, first_name="Ann")
+        self.assertEqual(self.texts(bot, 4)[3], "Thanks Bo")
         self.assertEqual(d.stop(), 0)
         self.assertNotIn("cannot rollback", d.log())
 
+    def test_a_full_disk_loses_and_doubles_nothing(self):
+        # writes to the log fail with ENOSPC
+        self.disk_fault(504, "FAIL_WAL_TRIGGER", "disk is full")
+
     def test_a_failing_sync_loses_and_doubles_nothing(self):
-        # fdatasync of the database's log fails (EIO) while `bad` exists
-        tok = self.token(506)
-        bad = os.path.join(tempfile.mkdtemp(prefix="bf-eio-"), "bad")
-        self.addCleanup(shutil.rmtree, os.path.dirname(bad), True)
-        env = {"T": tok, "LD_PRELOAD": os.environ["FAIL_WAL"], "FAIL_WAL_SYNC_TRIGGER": bad,
-               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
-        d = self.daemon({"ask.yaml": self.spec(ASK, "T")}, env=env)
-        self.wait_polling(506)
-        self.fb.message(506, "/order", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(506, 1), ["Your name?"])
-        # the disk cannot sync: the commit fails, so the answer is neither
-        # confirmed to Telegram nor answered
-        open(bad, "w").close()
-        mark = len(d.lines)
-        self.fb.message(506, "Ann", user_id=9, first_name="Ann")
-        d.wait_log(r"database: .*disk I/O error", start=mark)
-        d.wait_log(r"database: a transaction failed; its jobs? will be retried", start=mark)
-        self.assertEqual(len(self.fb.sent(506, method="sendMessage")["calls"]), 1)
-        self.assertEqual(self.fb.state(506)["pending_updates"], 1)
-        # the disk works again: the answer is handled once, after a backoff
-        os.unlink(bad)
-        self.assertEqual(self.texts(506, 2, timeout=30), ["Your name?", "Thanks Ann"])
-        self.fb.message(506, "/order", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(506, 3)[2], "Your name?")
-        self.assertEqual(d.stop(), 0)
-        d.restart()
-        self.wait_polling(506)
-        self.fb.message(506, "Bo", user_id=9, first_name="Ann")
-        self.assertEqual(self.texts(506, 4)[3], "Thanks Bo")
-        self.assertEqual(d.stop(), 0)
+        # fdatasync of the log fails with EIO: the commit fails
+        self.disk_fault(506, "FAIL_WAL_SYNC_TRIGGER", "disk I/O error")
 
     def test_deadline_fires_after_a_restart(self):
         tok = self.token(502)
