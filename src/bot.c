@@ -175,7 +175,6 @@ struct bot {
 			 while the daemon was down is still the answer) */
 	int64_t drain_at;     /* wall ms: the first poll, still held then, had
 				 nothing waiting (0: not sent yet) */
-	bool first_poll_done; /* the first getUpdates has answered */
 	bool due_job;
 
 	unsigned jobs;    /* database jobs in flight */
@@ -727,6 +726,19 @@ static void ack(struct bot *b, int64_t id)
 
 static void on_ack_timer(uv_timer_t *t);
 
+/* Takes the item *pp out of a list whose last item is *tail (prev: the item
+ * before it, NULL when it is the first). Returns it, unlinked. */
+static struct out_item *item_unlink(struct out_item **pp, struct out_item *prev,
+				    struct out_item **tail)
+{
+	struct out_item *it = *pp;
+	*pp = it->next;
+	if (*tail == it)
+		*tail = prev;
+	it->next = NULL;
+	return it;
+}
+
 /* Acknowledged rows wait for the next batch to carry their deletion, or
  * ACK_DELAY_MS at most: starts that wait when rows wait and it is not on. */
 static void acks_soon(struct bot *b)
@@ -1006,11 +1018,8 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 				prev = *p;
 				p = &(*p)->next;
 			}
-			if (*p) {
-				*p = it->next;
-				if (q->tail == it)
-					q->tail = prev;
-			}
+			if (*p)
+				item_unlink(p, prev, &q->tail);
 		}
 		ack(b, it->id);
 		item_free(it);
@@ -1121,11 +1130,7 @@ static void pump(struct bot *b)
 			pp = &(*pp)->next;
 		}
 		if (*pp) {
-			it = *pp;
-			*pp = it->next;
-			if (b->prio_tail == it)
-				b->prio_tail = prev;
-			it->next = NULL;
+			it = item_unlink(pp, prev, &b->prio_tail);
 		} else if (b->ready_head && b->throttled_until <= now) {
 			q = b->ready_head;
 			b->ready_head = q->next_ready;
@@ -1235,8 +1240,10 @@ static void on_deadline(uv_timer_t *t)
 	if (b->due_job || b->stopping)
 		return;
 	if (!b->drained) {
-		if (b->first_poll_done)
-			return; /* its batches decide (batch_done arms again) */
+		/* the first poll has answered (polls counts answers): its
+		 * batches decide (batch_done arms again) */
+		if (b->counters.polls)
+			return;
 		b->drained = true; /* held past the grace: nothing waited */
 	}
 	struct due_job *dj = calloc(1, sizeof(*dj));
@@ -1450,7 +1457,6 @@ static void on_updates(struct tg_req *r, struct tg_result *res, void *arg)
 	}
 	b->counters.polls++;
 	b->backoff_ms = 0;
-	b->first_poll_done = true;
 	if (b->failures) {
 		log_info("bot %s: polling again after %u failed attempt%s", bot_id(b),
 			 b->failures, b->failures == 1 ? "" : "s");
@@ -1504,8 +1510,7 @@ static void poll_again(struct bot *b)
 			     timeout);
 	/* past its deadline a poll is abandoned and sent again, so that a dead
 	 * connection never silences the bot */
-	long deadline = (long)b->env->poll_timeout_s * 1000 +
-			bot_poll_margin_ms(b->env->poll_timeout_s);
+	long deadline = (long)timeout * 1000 + bot_poll_margin_ms(timeout);
 	if (tg_req_call(&b->poll, b->token, "getUpdates", body, (size_t)n, deadline,
 			on_updates, b)) {
 		retry_in(b, BACKOFF_MIN_MS);
