@@ -112,8 +112,11 @@ static const char *resolve_token(const struct spec *s)
 static void start_entry(struct entry *e, struct spec *spec);
 static void recheck_refused(struct registry *r);
 
-static void entry_free(struct entry *e)
+
+/* Takes e out of the registry and frees it. */
+static void entry_drop(struct registry *r, struct entry *e)
 {
+	smap_del(&r->by_id, e->id);
 	free(e->id);
 	free(e->source);
 	free(e->error);
@@ -147,16 +150,13 @@ static void on_stopped(struct bot *b, void *arg)
 	e->stopping = NULL;
 	r->stopping--;
 	if (r->closing) {
-		if (!e->bot) {
-			smap_del(&r->by_id, e->id);
-			entry_free(e);
-		}
+		if (!e->bot)
+			entry_drop(r, e);
 		finish_close(r);
 		return;
 	}
 	if (e->removed) {
-		smap_del(&r->by_id, e->id);
-		entry_free(e);
+		entry_drop(r, e);
 	} else if (e->next) {
 		struct spec *s = e->next;
 		e->next = NULL;
@@ -323,8 +323,7 @@ void registry_unload(struct registry *r, const char *id)
 		 * the entry goes once its bot has stopped */
 		stop_bot(e, bot_status(e->bot) != BOT_REFUSED);
 	} else if (!e->stopping) {
-		smap_del(&r->by_id, e->id);
-		entry_free(e);
+		entry_drop(r, e);
 	}
 	recheck_refused(r);
 }
@@ -386,31 +385,31 @@ static int by_id(const void *a, const void *b)
 
 void registry_report(struct registry *r)
 {
-	struct entry_list sa;
-	if (entry_list(r, &sa)) {
+	struct entry_list all;
+	if (entry_list(r, &all)) {
 		log_error("status report: out of memory");
 		return;
 	}
-	qsort(sa.v, sa.n, sizeof(*sa.v), by_id);
-	log_info("status of %zu bot%s:", sa.n, sa.n == 1 ? "" : "s");
-	for (size_t i = 0; i < sa.n; i++) {
-		const struct bot *b = sa.v[i]->bot ? sa.v[i]->bot : sa.v[i]->stopping;
-		const char *bad = sa.v[i]->error;
+	qsort(all.v, all.n, sizeof(*all.v), by_id);
+	log_info("status of %zu bot%s:", all.n, all.n == 1 ? "" : "s");
+	for (size_t i = 0; i < all.n; i++) {
+		const struct entry *e = all.v[i];
+		const struct bot *b = e->bot ? e->bot : e->stopping;
 		if (!b) {
-			log_info("bot %s: not started: %s", sa.v[i]->id, bad ? bad : "(no spec)");
+			log_info("bot %s: not started: %s", e->id, e->error ? e->error : "(no spec)");
 			continue;
 		}
-		if (bad)
+		if (e->error)
 			log_info("bot %s: its spec file has errors (the last good version runs): %s",
-				 sa.v[i]->id, bad);
+				 e->id, e->error);
 		const struct bot_counters *c = bot_counters(b);
 		const char *err = bot_last_error(b);
 		log_info("bot %s: %s%s%s; updates %" PRIu64 " (skipped %" PRIu64 "), sent %" PRIu64
 			 ", dropped %" PRIu64 ", retries %" PRIu64 ", polls %" PRIu64,
-			 sa.v[i]->id, bot_status_name(bot_status(b)), err[0] ? ": " : "", err,
+			 e->id, bot_status_name(bot_status(b)), err[0] ? ": " : "", err,
 			 c->updates, c->updates_failed, c->sent, c->dropped, c->retries, c->polls);
 	}
-	free(sa.v);
+	free(all.v);
 }
 
 void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)
@@ -418,19 +417,17 @@ void registry_stop(struct registry *r, void (*done)(void *arg), void *arg)
 	r->closing = true;
 	r->done = done;
 	r->done_arg = arg;
-	struct entry_list sa;
-	(void)entry_list(r, &sa); /* out of memory: nothing to walk */
-	for (size_t i = 0; i < sa.n; i++) {
-		struct entry *e = sa.v[i];
+	struct entry_list all;
+	(void)entry_list(r, &all); /* out of memory: nothing to walk */
+	for (size_t i = 0; i < all.n; i++) {
+		struct entry *e = all.v[i];
 		spec_unref(e->next);
 		e->next = NULL;
 		if (e->bot)
 			stop_bot(e, false);
-		else if (!e->stopping) {
-			smap_del(&r->by_id, e->id);
-			entry_free(e);
-		}
+		else if (!e->stopping)
+			entry_drop(r, e);
 	}
-	free(sa.v);
+	free(all.v);
 	finish_close(r);
 }
