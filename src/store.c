@@ -274,13 +274,13 @@ static int db_err(struct store *st, const char *what)
 	return -EIO;
 }
 
-/* Resets and returns a prepared statement, ready for binding. */
 void store_bind_thread(struct store *st)
 {
 	st->owner = pthread_self();
 	st->owned = true;
 }
 
+/* Resets and returns a prepared statement, ready for binding. */
 static sqlite3_stmt *prep(struct store *st, enum stmt_id id)
 {
 	/* every statement starts here: a call from another thread than the
