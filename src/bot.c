@@ -26,6 +26,11 @@
 /* How long acknowledged outbox rows may wait for a batch of updates to
  * carry their deletion, before a transaction of their own deletes them. */
 #define ACK_DELAY_MS 100
+/* How long the done calls of an outbox row whose other calls are still
+ * pending (a chat paused by a 429, say) wait for the rest, before they are
+ * taken out of the row one by one: a crash within this time sends them
+ * again. Under load a row is done as a whole long before. */
+#define SETTLE_HOLD_MS 1000
 /* How long a first poll must be held before the bot takes it that nothing
  * waited at Telegram while it was down (Telegram answers at once when
  * updates wait). */
@@ -83,8 +88,22 @@ static uint64_t fingerprint(const char *token)
 
 /* ---- the bot ------------------------------------------------------------ */
 
+/* An outbox row (one batch's calls) while its calls are queued: it is
+ * deleted when all of them are done. */
+struct orow {
+	int64_t id;
+	size_t items; /* out_items that point here */
+	size_t left;  /* its calls not done yet */
+	int64_t *done; /* done calls not settled yet, while others are left */
+	size_t ndone, capdone;
+	int64_t since; /* monotonic ms of the first of them */
+	bool partial;  /* on the bot's partial list (ndone > 0) */
+	struct orow *prev, *next; /* that list */
+};
+
 struct out_item {
 	int64_t id;
+	struct orow *row;
 	int64_t chat;
 	int priority;
 	const char *method; /* static: see engine_method */
@@ -162,10 +181,11 @@ struct bot {
 	int64_t last_429_at;
 	int64_t last_429_chat;
 	uv_timer_t send_timer;
-	int64_t *acks;    /* outbox ids to delete */
+	int64_t *acks;    /* outbox settlements to write (store_outbox_settle) */
 	size_t nacks, capacks;
-	bool ack_job;     /* a delete job is in flight */
-	uv_timer_t ack_timer; /* deletes them when no batch comes to carry them */
+	struct orow *partial_head, *partial_tail; /* rows partly done, oldest first */
+	bool ack_job;     /* a settle job is in flight */
+	uv_timer_t ack_timer; /* writes them when no batch comes to carry them */
 
 	/* deadlines */
 	uv_timer_t deadline_timer;
@@ -261,17 +281,12 @@ static void start_timer(struct bot *b, uv_timer_t *t, uv_timer_cb cb, int64_t ms
 
 /* ---- database jobs --------------------------------------------------------- */
 
-struct row_out {
-	int64_t id, chat;
-	int priority;
-	const char *method; /* static */
-	char *body;
-};
-
-/* Output of jobs that produce outbox rows. */
+/* Output of jobs that produce outbox calls: one outbox row (method: static,
+ * see engine_method; body owned). */
 struct rows {
-	struct row_out *v;
+	struct outbox_call *v;
 	size_t n, cap;
+	int64_t row; /* the row's id once written */
 };
 
 static void rows_free(struct rows *r)
@@ -282,11 +297,12 @@ static void rows_free(struct rows *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Runs one event through the engine and stores the result (database
- * thread), all or nothing: everything that can run out of memory (the
- * engine, the JSON of the state and of every call) happens before the
- * first write, so a failure leaves nothing behind without a savepoint, and
- * a write error fails the whole job. Returns 0, -ENOMEM (the event is
+/* Runs one event through the engine, stores the conversation and appends
+ * the calls to out (database thread; the job writes them as one outbox
+ * row, rows_write), all or nothing: everything that can run out of memory
+ * (the engine, the JSON of the state and of every call) happens before the
+ * write, so a failure leaves nothing behind without a savepoint, and a
+ * write error fails the whole job. Returns 0, -ENOMEM (the event is
  * skipped) or -EIO. */
 static int handle_event(struct store *st, const struct spec *spec,
 			const struct engine_ctx *ctx, const struct event *ev,
@@ -313,7 +329,7 @@ static int handle_event(struct store *st, const struct spec *spec,
 	convo_clear(&next);
 	if (!rc && out->cap - out->n < acts.n) {
 		size_t cap = out->n + acts.n + 8;
-		struct row_out *v = realloc(out->v, cap * sizeof(*v));
+		struct outbox_call *v = realloc(out->v, cap * sizeof(*v));
 		if (!v)
 			rc = -ENOMEM;
 		else {
@@ -322,19 +338,15 @@ static int handle_event(struct store *st, const struct spec *spec,
 		}
 	}
 	for (; !rc && built < acts.n; built++) {
-		struct row_out *r = &out->v[out->n + built];
-		*r = (struct row_out){0, acts.v[built].chat_id,
-				      acts.v[built].kind == ACTION_ANSWER_CALLBACK, NULL, NULL};
+		struct outbox_call *r = &out->v[out->n + built];
+		*r = (struct outbox_call){0, acts.v[built].chat_id,
+					  acts.v[built].kind == ACTION_ANSWER_CALLBACK, NULL, NULL};
 		if ((rc = engine_action_json(&acts.v[built], false, &r->method, &r->body)))
 			break;
 	}
-	/* the writes */
+	/* the write */
 	if (!rc && !(was_empty && is_empty))
 		rc = store_convo_write(st, spec->id, ev->chat_id, ev->user_id, state, deadline);
-	for (size_t i = 0; !rc && i < acts.n; i++) {
-		struct row_out *r = &out->v[out->n + i];
-		rc = store_outbox_add(st, spec->id, r->chat, r->priority, r->method, r->body, &r->id);
-	}
 	if (rc) {
 		for (size_t i = 0; i < built; i++)
 			free(out->v[out->n + i].body);
@@ -344,6 +356,13 @@ static int handle_event(struct store *st, const struct spec *spec,
 	free(state);
 	actions_free(&acts);
 	return rc;
+}
+
+/* Writes a job's calls as one outbox row (none when there are none).
+ * Returns 0, -ENOMEM or -EIO: the job fails, nothing of it is kept. */
+static int rows_write(struct store *st, const struct spec *spec, struct rows *out)
+{
+	return out->n ? store_outbox_add(st, spec->id, out->v, out->n, &out->row) : 0;
 }
 
 static const char *str_member(const cJSON *o, const char *key)
@@ -411,7 +430,7 @@ struct batch_job {
 	uint64_t token_fp;
 	cJSON *root;   /* the whole reply; result = the updates */
 	cJSON *updates;
-	int64_t *acks;   /* sent outbox rows to delete in the same transaction */
+	int64_t *acks;   /* outbox settlements (store_outbox_settle) for the same transaction */
 	size_t nacks;
 	int64_t offset;  /* out: the next offset */
 	int64_t next_deadline;
@@ -428,10 +447,8 @@ static void batch_run(struct dbq_job *j, struct store *st)
 	int64_t now = wall_ms();
 	rows_free(&bj->rows);
 	bj->handled = bj->failed = 0;
-	if (store_outbox_delete(st, bj->acks, bj->nacks)) {
-		j->rc = -EIO;
+	if ((j->rc = store_outbox_settle(st, bj->acks, bj->nacks)))
 		return;
-	}
 	cJSON_ArrayForEach(u, bj->updates)
 	{
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(u, "update_id");
@@ -454,6 +471,8 @@ static void batch_run(struct dbq_job *j, struct store *st)
 		}
 		bj->handled++;
 	}
+	if ((j->rc = rows_write(st, bj->spec, &bj->rows)))
+		return;
 	if (store_offset_set(st, bj->spec->id, bj->token_fp, bj->offset)) {
 		j->rc = -EIO;
 		return;
@@ -513,6 +532,8 @@ static void due_run(struct dbq_job *j, struct store *st)
 		j->rc = -EIO;
 		return;
 	}
+	if ((j->rc = rows_write(st, dj->spec, &dj->rows)))
+		return;
 	dj->next_deadline = store_next_deadline(st, dj->spec->id);
 	if (dj->next_deadline < 0)
 		j->rc = -EIO;
@@ -546,15 +567,15 @@ static void load_run(struct dbq_job *j, struct store *st)
 		j->rc = lj->noutbox < 0 ? lj->noutbox : -EIO;
 }
 
-/* Small write jobs: delete outbox rows, record published commands,
+/* Small write jobs: settle outbox rows, record published commands,
  * migrate a chat. */
 struct write_job {
 	struct dbq_job job;
 	struct bot *bot;
 	struct spec *spec; /* a reference: its id is read on the database
 			      thread, and a reload may swap the bot's spec */
-	int64_t *ids;
-	size_t nids;
+	int64_t *recs; /* store_outbox_settle's records */
+	size_t nrecs;
 	char *commands;
 	int64_t from, to;
 };
@@ -562,7 +583,7 @@ struct write_job {
 static void write_run(struct dbq_job *j, struct store *st)
 {
 	struct write_job *wj = (struct write_job *)j;
-	j->rc = store_outbox_delete(st, wj->ids, wj->nids);
+	j->rc = store_outbox_settle(st, wj->recs, wj->nrecs);
 	if (!j->rc && wj->commands)
 		j->rc = store_bot_commands_set(st, wj->spec->id, wj->commands);
 	if (!j->rc && wj->from)
@@ -675,14 +696,55 @@ static void make_ready(struct bot *b, struct chatq *q)
 	b->ready_tail = q;
 }
 
+/* A new row tracker for an outbox row of ncalls pending calls; NULL when
+ * out of memory (its calls then stay in the outbox: sent after the next
+ * start). Freed by orow_unref once no item points to it. */
+static struct orow *orow_new(struct bot *b, int64_t id, size_t ncalls)
+{
+	struct orow *r = calloc(1, sizeof(*r));
+	if (!r)
+		log_error("bot %s: out of memory queueing replies", bot_id(b));
+	else {
+		r->id = id;
+		r->left = ncalls;
+		r->items = 1; /* the caller's, until orow_unref */
+	}
+	return r;
+}
+
+static void orow_free(struct orow *r)
+{
+	free(r->done);
+	free(r);
+}
+
+/* Drops a reference; frees the tracker when none is left and no done call
+ * waits in it to be settled (it is then on the partial list, which owns
+ * it). */
+static void orow_unref(struct orow *r)
+{
+	if (!--r->items && !r->partial)
+		orow_free(r);
+}
+
+static void partial_unlink(struct bot *b, struct orow *r)
+{
+	*(r->prev ? &r->prev->next : &b->partial_head) = r->next;
+	*(r->next ? &r->next->prev : &b->partial_tail) = r->prev;
+	r->prev = r->next = NULL;
+	r->partial = false;
+}
+
 static void item_free(struct out_item *it)
 {
+	if (it->row)
+		orow_unref(it->row);
 	free(it->body);
 	free(it);
 }
 
-/* Takes an outbox row into the send queues (the body is moved). */
-static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
+/* Takes a pending call of row r into the send queues (the body is moved). */
+static void enqueue(struct bot *b, struct orow *r, int64_t id, int64_t chat, int priority,
 		    const char *method, char *body)
 {
 	struct out_item *it = calloc(1, sizeof(*it));
@@ -694,7 +756,8 @@ static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
 		free(body);
 		return;
 	}
-	*it = (struct out_item){id, chat, priority, method, body, 0, 0, NULL};
+	*it = (struct out_item){id, r, chat, priority, method, body, 0, 0, NULL};
+	r->items++;
 	if (priority) {
 		if (b->prio_tail)
 			b->prio_tail->next = it;
@@ -711,17 +774,83 @@ static void enqueue(struct bot *b, int64_t id, int64_t chat, int priority,
 	make_ready(b, q);
 }
 
-static void ack(struct bot *b, int64_t id)
+/* Makes room for n more settlement values. Returns false when out of
+ * memory. */
+static bool acks_reserve(struct bot *b, size_t n)
 {
-	if (b->nacks == b->capacks) {
-		size_t cap = b->capacks ? b->capacks * 2 : 64;
-		int64_t *v = realloc(b->acks, cap * sizeof(*v));
-		if (!v)
-			return; /* the row stays: at worst sent once more */
-		b->acks = v;
-		b->capacks = cap;
+	if (b->capacks - b->nacks >= n)
+		return true;
+	size_t cap = b->capacks ? b->capacks : 64;
+	while (cap - b->nacks < n)
+		cap *= 2;
+	int64_t *nv = realloc(b->acks, cap * sizeof(*nv));
+	if (!nv)
+		return false;
+	b->acks = nv;
+	b->capacks = cap;
+	return true;
+}
+
+/* Appends v[0..n) to the settlements to write, all or nothing. Returns
+ * false when out of memory: the rows stay, at worst sent once more. */
+static bool acks_push(struct bot *b, const int64_t *v, size_t n)
+{
+	if (!acks_reserve(b, n))
+		return false;
+	memcpy(b->acks + b->nacks, v, n * sizeof(*v));
+	b->nacks += n;
+	return true;
+}
+
+/* Call id of row r is done (accepted, or dropped for good): the row is
+ * deleted with its last call; until then the done ones wait in it. */
+static void call_done(struct bot *b, struct orow *r, int64_t id)
+{
+	if (!--r->left) {
+		if (r->partial)
+			partial_unlink(b, r);
+		r->ndone = 0;
+		int64_t rec[2] = {r->id, 0};
+		acks_push(b, rec, 2);
+		return;
 	}
-	b->acks[b->nacks++] = id;
+	if (r->ndone == r->capdone) {
+		size_t cap = r->capdone ? r->capdone * 2 : 4;
+		int64_t *v = realloc(r->done, cap * sizeof(*v));
+		if (!v)
+			return; /* stays in the row: at worst sent once more */
+		r->done = v;
+		r->capdone = cap;
+	}
+	r->done[r->ndone++] = id;
+	if (!r->partial) {
+		r->partial = true;
+		r->since = mono_ms();
+		r->prev = b->partial_tail;
+		r->next = NULL;
+		*(r->prev ? &r->prev->next : &b->partial_head) = r;
+		b->partial_tail = r;
+	}
+}
+
+/* Moves the done calls of partly done rows that waited SETTLE_HOLD_MS (all
+ * of them when stopping) into the settlements to write. */
+static void settle_partial(struct bot *b)
+{
+	int64_t now = mono_ms();
+	while (b->partial_head &&
+	       (b->stopping || now - b->partial_head->since >= SETTLE_HOLD_MS)) {
+		struct orow *r = b->partial_head;
+		int64_t rec[2] = {r->id, (int64_t)r->ndone};
+		if (!acks_reserve(b, 2 + r->ndone))
+			return; /* tried again at the next flush */
+		acks_push(b, rec, 2);
+		acks_push(b, r->done, r->ndone);
+		r->ndone = 0;
+		partial_unlink(b, r);
+		if (!r->items)
+			orow_free(r);
+	}
 }
 
 static void on_ack_timer(uv_timer_t *t);
@@ -739,22 +868,31 @@ static struct out_item *item_unlink(struct out_item **pp, struct out_item *prev,
 	return it;
 }
 
-/* Acknowledged rows wait for the next batch to carry their deletion, or
- * ACK_DELAY_MS at most: starts that wait when rows wait and it is not on. */
+/* Settlements wait for the next batch to carry them, or ACK_DELAY_MS at
+ * most; the done calls of a partly done row SETTLE_HOLD_MS (settle_partial):
+ * arms the timer for the earlier of the two, unless it is due sooner. */
 static void acks_soon(struct bot *b)
 {
-	if (b->nacks && !uv_is_active((uv_handle_t *)&b->ack_timer))
-		start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
+	int64_t ms;
+	if (b->nacks)
+		ms = ACK_DELAY_MS;
+	else if (b->partial_head)
+		ms = b->partial_head->since + SETTLE_HOLD_MS - mono_ms();
+	else
+		return;
+	uv_timer_t *t = &b->ack_timer;
+	if (!uv_is_active((uv_handle_t *)t) || (int64_t)uv_timer_get_due_in(t) > ms)
+		start_timer(b, t, on_ack_timer, ms);
 }
 
 static void write_done(struct dbq_job *j)
 {
 	struct write_job *wj = (struct write_job *)j;
 	struct bot *b = wj->bot;
-	if (wj->nids)
+	if (wj->nrecs)
 		b->ack_job = false;
 	b->jobs--;
-	free(wj->ids);
+	free(wj->recs);
 	free(wj->commands);
 	spec_unref(wj->spec);
 	free(wj);
@@ -783,17 +921,22 @@ static void submit(struct bot *b, struct dbq_job *j)
 	dbq_submit(b->env->dbq, j);
 }
 
-/* Deletes acknowledged outbox rows, one job at a time (the rows pile up
- * meanwhile: many deletes share a transaction). */
+/* Writes the settlements, one job at a time (they pile up meanwhile: many
+ * share a transaction). */
 static void flush_acks(struct bot *b)
 {
-	if (b->ack_job || !b->nacks)
+	if (b->ack_job)
 		return;
+	settle_partial(b);
+	if (!b->nacks) {
+		acks_soon(b);
+		return;
+	}
 	struct write_job *wj = new_write_job(b);
 	if (!wj)
 		return;
-	wj->ids = b->acks;
-	wj->nids = b->nacks;
+	wj->recs = b->acks;
+	wj->nrecs = b->nacks;
 	b->acks = NULL;
 	b->nacks = b->capacks = 0;
 	b->ack_job = true;
@@ -807,10 +950,11 @@ static void on_ack_timer(uv_timer_t *t)
 	flush_acks(t->data);
 }
 
-/* Hands the acknowledged rows to a batch, whose transaction deletes them
- * (no transaction of their own while updates keep coming). */
+/* Hands the settlements to a batch, whose transaction writes them (no
+ * transaction of their own while updates keep coming). */
 static void acks_to_batch(struct bot *b, struct batch_job *bj)
 {
+	settle_partial(b);
 	if (!b->nacks)
 		return;
 	bj->acks = b->acks;
@@ -818,13 +962,13 @@ static void acks_to_batch(struct bot *b, struct batch_job *bj)
 	b->acks = NULL;
 	b->nacks = b->capacks = 0;
 	uv_timer_stop(&b->ack_timer);
+	acks_soon(b); /* for the rows still partly done */
 }
 
-/* A failed batch gives its rows back. */
+/* A failed batch gives its settlements back. */
 static void acks_back(struct bot *b, struct batch_job *bj)
 {
-	for (size_t i = 0; i < bj->nacks; i++)
-		ack(b, bj->acks[i]);
+	acks_push(b, bj->acks, bj->nacks);
 	free(bj->acks);
 	bj->acks = NULL;
 	bj->nacks = 0;
@@ -1021,7 +1165,7 @@ static void on_sent(struct tg_req *r, struct tg_result *res, void *arg)
 			if (*p)
 				item_unlink(p, prev, &q->tail);
 		}
-		ack(b, it->id);
+		call_done(b, it->row, it->id);
 		item_free(it);
 	} else if (it && it->priority) {
 		/* back to the front of the priority queue */
@@ -1183,14 +1327,17 @@ requeue:
 	}
 }
 
+/* Takes the calls a job wrote (one outbox row) into the send queues. */
 static void take_rows(struct bot *b, struct rows *rows)
 {
-	for (size_t i = 0; i < rows->n; i++) {
-		struct row_out *r = &rows->v[i];
-		enqueue(b, r->id, r->chat, r->priority, r->method, r->body);
-		r->body = NULL;
+	struct orow *r = rows->n ? orow_new(b, rows->row, rows->n) : NULL;
+	for (size_t i = 0; r && i < rows->n; i++) {
+		struct outbox_call *c = &rows->v[i];
+		enqueue(b, r, c->id, c->chat_id, c->priority, c->method, c->body);
+		c->body = NULL;
 	}
-	rows->n = 0;
+	if (r)
+		orow_unref(r);
 	pump(b);
 }
 
@@ -1594,17 +1741,25 @@ static void load_done(struct dbq_job *j)
 	}
 	b->offset = lj->offset;
 	b->loaded = true;
-	for (int i = 0; i < lj->noutbox; i++) {
-		struct outbox_row *r = &lj->outbox[i];
-		const char *m = engine_method(r->method);
-		if (!m) { /* not written by this version: nothing can send it */
-			log_error("bot %s: dropped a pending %s call (unknown method) from the outbox",
-				  bot_id(b), r->method);
-			ack(b, r->id);
-			continue;
+	for (int i = 0, end; i < lj->noutbox; i = end) {
+		/* the calls of one row */
+		for (end = i + 1; end < lj->noutbox && lj->outbox[end].row == lj->outbox[i].row;)
+			end++;
+		struct orow *row = orow_new(b, lj->outbox[i].row, (size_t)(end - i));
+		for (int k = i; row && k < end; k++) {
+			struct outbox_row *r = &lj->outbox[k];
+			const char *m = engine_method(r->method);
+			if (!m) { /* not written by this version: nothing can send it */
+				log_error("bot %s: dropped a pending %s call (unknown method) from the outbox",
+					  bot_id(b), r->method);
+				call_done(b, row, r->id);
+				continue;
+			}
+			enqueue(b, row, r->id, r->chat_id, r->priority, m, r->body);
+			r->body = NULL;
 		}
-		enqueue(b, r->id, r->chat_id, r->priority, m, r->body);
-		r->body = NULL;
+		if (row)
+			orow_unref(row);
 	}
 	acks_soon(b);
 	if (lj->noutbox > 0)
@@ -1891,7 +2046,7 @@ static void maybe_stopped(struct bot *b)
 {
 	if (!b->stopping || !b->stopped)
 		return;
-	if (b->nacks && !b->ack_job)
+	if ((b->nacks || b->partial_head) && !b->ack_job)
 		flush_acks(b); /* what was sent must not be sent again */
 	if (b->jobs || bot_sending(b) || b->confirm_inflight)
 		return;
@@ -1988,6 +2143,11 @@ void bot_free(struct bot *b)
 	for (struct out_item *it = b->prio_head, *n; it; it = n) {
 		n = it->next;
 		item_free(it);
+	}
+	while (b->partial_head) {
+		struct orow *r = b->partial_head;
+		partial_unlink(b, r);
+		orow_free(r); /* (the items are freed above) */
 	}
 	free(b->acks);
 	free(b->pending_cmds);

@@ -22,8 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "botfactory/buf.h"
 #include "botfactory/log.h"
 #include "botfactory/smap.h"
 #include "botfactory/util.h"
@@ -35,13 +37,14 @@ enum stmt_id {
 	S_NEXT_DEADLINE,
 	S_DUE,
 	S_MIGRATE_CONVO,
-	S_MIGRATE_OUTBOX,
 	S_PURGE_CONVO,
 	S_PURGE_OUTBOX,
 	S_OFFSET_GET,
 	S_OFFSET_SET,
 	S_OUTBOX_ADD,
 	S_OUTBOX_DEL,
+	S_OUTBOX_GET,
+	S_OUTBOX_SET,
 	S_OUTBOX_LOAD,
 	S_OUTBOX_MAX,
 	S_BOT_NO_GET,
@@ -68,17 +71,18 @@ static const char *const sql[S_COUNT] = {
 	[S_DUE] = "SELECT chat, user FROM conversations WHERE bot=?1 AND deadline > 0 "
 		  "AND deadline <= ?2 ORDER BY deadline LIMIT ?3",
 	[S_MIGRATE_CONVO] = "UPDATE OR REPLACE conversations SET chat=?3 WHERE bot=?1 AND chat=?2",
-	[S_MIGRATE_OUTBOX] = "UPDATE outbox SET chat=?2 WHERE id BETWEEN ?3 AND ?4 AND chat=?1",
 	[S_PURGE_CONVO] = "DELETE FROM conversations WHERE bot=?1",
 	[S_PURGE_OUTBOX] = "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2",
 	[S_OFFSET_GET] = "SELECT next_offset FROM offsets WHERE bot=?1 AND token_fp=?2",
 	[S_OFFSET_SET] = "INSERT INTO offsets(bot, token_fp, next_offset) VALUES(?1, ?2, ?3) "
 			 "ON CONFLICT(bot) DO UPDATE SET token_fp=excluded.token_fp, "
 			 "next_offset=excluded.next_offset",
-	[S_OUTBOX_ADD] = "INSERT INTO outbox(id, chat, priority, method, body) VALUES(?1, ?2, ?3, ?4, ?5)",
-	[S_OUTBOX_DEL] = "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2",
-	[S_OUTBOX_LOAD] = "SELECT id, chat, priority, method, body FROM outbox WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
-	[S_OUTBOX_MAX] = "SELECT MAX(id) FROM outbox WHERE id BETWEEN ?1 AND ?2",
+	[S_OUTBOX_ADD] = "INSERT INTO outbox(id, last, calls) VALUES(?1, ?2, ?3)",
+	[S_OUTBOX_DEL] = "DELETE FROM outbox WHERE id=?1",
+	[S_OUTBOX_GET] = "SELECT calls FROM outbox WHERE id=?1",
+	[S_OUTBOX_SET] = "UPDATE outbox SET calls=?2 WHERE id=?1",
+	[S_OUTBOX_LOAD] = "SELECT id, calls FROM outbox WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+	[S_OUTBOX_MAX] = "SELECT MAX(last) FROM outbox WHERE id BETWEEN ?1 AND ?2",
 	[S_BOT_NO_GET] = "SELECT no FROM bots WHERE id=?1",
 	[S_BOT_NO_ADD] = "INSERT INTO bots(id) VALUES(?1)",
 	[S_BOT_CMDS_GET] = "SELECT commands FROM bots WHERE id=?1",
@@ -163,6 +167,29 @@ static const char *const migrations[] = {
 	/* for people reading the database */
 	"CREATE VIEW outbox_by_bot AS SELECT b.id AS bot, o.* FROM outbox o"
 	"  JOIN bots b ON b.no = o.id >> 40;",
+	/* v3: one row per batch of calls (what one transaction produced), so
+	 * that a busy bot writes and deletes one row per batch, not one per
+	 * reply. The row's id is its first call's id; `last` the highest call
+	 * id it was given (the bot's sequence goes on from MAX(last)); `calls`
+	 * a JSON array of the pending calls, each [id - row id, chat,
+	 * priority, method, body] (ids as offsets: an id needs 62 bits, more
+	 * than a JSON number keeps). */
+	"CREATE TABLE outbox3 ("
+	"  id INTEGER PRIMARY KEY,"
+	"  last INTEGER NOT NULL,"
+	"  calls TEXT NOT NULL"
+	");"
+	"INSERT INTO outbox3(id, last, calls)"
+	"  SELECT id, id, json_array(json_array(0, chat, priority, method, json(body)))"
+	"  FROM outbox;"
+	"DROP VIEW outbox_by_bot;"
+	"DROP TABLE outbox;"
+	"ALTER TABLE outbox3 RENAME TO outbox;"
+	/* for people reading the database: one line per pending call */
+	"CREATE VIEW outbox_by_bot AS SELECT b.id AS bot, o.id + c.value ->> 0 AS id,"
+	"  c.value ->> 1 AS chat, c.value ->> 2 AS priority, c.value ->> 3 AS method,"
+	"  c.value -> 4 AS body"
+	"  FROM outbox o JOIN bots b ON b.no = o.id >> 40, json_each(o.calls) c;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
@@ -606,6 +633,61 @@ int store_due(struct store *st, const char *bot, int64_t now, int limit,
 	return n;
 }
 
+static int outbox_put(struct store *st, int64_t row, const cJSON *calls);
+
+/* Re-targets the calls of bot number no from chat `from` to `to`: the
+ * rows that change are collected first, then written (not while the
+ * SELECT walks the table). Returns 0, -ENOMEM or -EIO. */
+static int outbox_migrate(struct store *st, int64_t no, int64_t from, int64_t to)
+{
+	struct changed {
+		int64_t row;
+		cJSON *calls;
+	} *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
+	bind_range(s, 1, no);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(s, 1);
+		cJSON *calls = text ? cJSON_Parse(text) : NULL;
+		bool changed = false;
+		for (cJSON *e = cJSON_IsArray(calls) ? calls->child : NULL; e; e = e->next) {
+			cJSON *chat = cJSON_GetArrayItem(e, 1);
+			if (cJSON_IsNumber(chat) && (int64_t)chat->valuedouble == from) {
+				cJSON_SetNumberValue(chat, (double)to);
+				changed = true;
+			}
+		}
+		if (!changed) {
+			cJSON_Delete(calls);
+			continue;
+		}
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 8;
+			struct changed *nv = realloc(v, c * sizeof(*nv));
+			if (!nv) {
+				cJSON_Delete(calls);
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+			cap = c;
+		}
+		v[n].row = sqlite3_column_int64(s, 0);
+		v[n++].calls = calls;
+	}
+	sqlite3_reset(s);
+	rc = rc == SQLITE_NOMEM ? -ENOMEM : rc != SQLITE_DONE ? db_err(st, "migrate outbox") : 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!rc)
+			rc = outbox_put(st, v[i].row, v[i].calls);
+		cJSON_Delete(v[i].calls);
+	}
+	free(v);
+	return rc;
+}
+
 int store_migrate_chat(struct store *st, const char *bot, int64_t from,
 		       int64_t to)
 {
@@ -618,11 +700,7 @@ int store_migrate_chat(struct store *st, const char *bot, int64_t from,
 	int64_t no;
 	if ((rc = bot_no(st, bot, false, &no)) || !no)
 		return rc;
-	s = prep(st, S_MIGRATE_OUTBOX);
-	sqlite3_bind_int64(s, 1, from);
-	sqlite3_bind_int64(s, 2, to);
-	bind_range(s, 3, no);
-	return exec_stmt(st, s, "migrate outbox");
+	return outbox_migrate(st, no, from, to);
 }
 
 int store_purge(struct store *st, const char *bot)
@@ -662,90 +740,185 @@ int store_offset_set(struct store *st, const char *bot, uint64_t token_fp,
 	return exec_stmt(st, s, "write offset");
 }
 
-int store_outbox_add(struct store *st, const char *bot, int64_t chat,
-		     int priority, const char *method, const char *body,
-		     int64_t *id)
+/* The next call id of the bot whose info is bi (number no), looked up
+ * once. Returns 0 or -EIO. */
+static int outbox_next(struct store *st, struct bot_info *bi, const char *bot, int64_t no,
+		       size_t n)
 {
-	struct bot_info *bi = bot_info(st, bot);
-	int64_t no;
-	int rc;
-	if (!bi)
-		return -ENOMEM;
-	if ((rc = bot_no_of(st, bi, bot, true, &no)))
-		return rc;
 	if (!bi->next) {
 		sqlite3_stmt *m = prep(st, S_OUTBOX_MAX);
 		bind_range(m, 1, no);
-		rc = sqlite3_step(m);
+		int rc = sqlite3_step(m);
 		int64_t max = rc == SQLITE_ROW ? sqlite3_column_int64(m, 0) : 0;
 		sqlite3_reset(m);
 		if (rc != SQLITE_ROW)
 			return db_err(st, "read outbox");
 		bi->next = max ? max + 1 : no << OUTBOX_BOT_SHIFT | 1;
 	}
-	if ((bi->next & OUTBOX_SEQ_MASK) == OUTBOX_SEQ_MASK) {
+	if ((int64_t)n > OUTBOX_SEQ_MASK - (bi->next & OUTBOX_SEQ_MASK)) {
 		log_error("database: bot %s: the outbox sequence is exhausted", bot);
 		return -EIO;
 	}
-	sqlite3_stmt *s = prep(st, S_OUTBOX_ADD);
-	sqlite3_bind_int64(s, 1, bi->next);
-	sqlite3_bind_int64(s, 2, chat);
-	sqlite3_bind_int(s, 3, priority);
-	sqlite3_bind_text(s, 4, method, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, body, -1, SQLITE_STATIC);
-	if ((rc = exec_stmt(st, s, "add to outbox")))
-		return rc;
-	*id = bi->next++;
 	return 0;
 }
 
-static int cmp_id(const void *a, const void *b)
+/* Appends one call, [offset from its row's id, chat, priority, method,
+ * body], to the JSON array being written in b. Returns 0 or -ENOMEM. */
+static int call_json(struct buf *b, int64_t off, const struct outbox_call *c)
 {
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return (x > y) - (x < y);
+	return buf_printf(b, "%s[%lld,%lld,%d,", off ? "," : "", (long long)off,
+			  (long long)c->chat_id, c->priority) ||
+			       buf_json_string(b, c->method) || buf_putc(b, ',') ||
+			       buf_puts(b, c->body) || buf_putc(b, ']')
+		       ? -ENOMEM
+		       : 0;
 }
 
-/* Sorts ids, which come nearly sorted (acknowledged about in the order
- * they were added, a few sends at a time): an insertion sort, which is
- * linear on such input, handing over to qsort when the input turns out to
- * be far from sorted. */
-static void sort_ids(int64_t *v, size_t n)
+int store_outbox_add(struct store *st, const char *bot, struct outbox_call *calls,
+		     size_t n, int64_t *row)
 {
-	size_t moves = 0;
-	for (size_t i = 1; i < n; i++) {
-		int64_t x = v[i];
-		size_t j = i;
-		while (j > 0 && v[j - 1] > x) {
-			v[j] = v[j - 1];
-			j--;
-			if (++moves > 8 * n) {
-				v[j] = x;
-				qsort(v, n, sizeof(*v), cmp_id);
-				return;
-			}
+	struct bot_info *bi = bot_info(st, bot);
+	struct buf b = BUF_INIT;
+	int64_t no;
+	int rc;
+	if (!bi)
+		return -ENOMEM;
+	if ((rc = bot_no_of(st, bi, bot, true, &no)) || (rc = outbox_next(st, bi, bot, no, n)))
+		return rc;
+	if (buf_putc(&b, '['))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (call_json(&b, (int64_t)i, &calls[i])) {
+			buf_free(&b);
+			return -ENOMEM;
 		}
-		v[j] = x;
+	if (buf_putc(&b, ']')) {
+		buf_free(&b);
+		return -ENOMEM;
 	}
+	sqlite3_stmt *s = prep(st, S_OUTBOX_ADD);
+	sqlite3_bind_int64(s, 1, bi->next);
+	sqlite3_bind_int64(s, 2, bi->next + (int64_t)n - 1);
+	sqlite3_bind_text(s, 3, b.data, (int)b.len, SQLITE_STATIC);
+	rc = exec_stmt(st, s, "add to outbox");
+	buf_free(&b);
+	if (rc)
+		return rc;
+	*row = bi->next;
+	for (size_t i = 0; i < n; i++)
+		calls[i].id = bi->next++;
+	return 0;
 }
 
-int store_outbox_delete(struct store *st, int64_t *ids, size_t n)
+/* Reads one element of a row's calls (see migration 3) into r, the strings
+ * allocated. Returns 0, -EINVAL when it is not a call, or -ENOMEM. */
+static int call_read(const cJSON *e, int64_t row, struct outbox_row *r)
 {
-	if (!n) /* ids may then be NULL */
-		return 0;
-	/* replies are acknowledged mostly in the order they were added: one
-	 * statement per run of consecutive ids instead of one per row */
-	sort_ids(ids, n);
-	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
-		while (j < n && ids[j] <= ids[j - 1] + 1)
-			j++;
+	const cJSON *f[5];
+	for (int i = 0; i < 5; i++)
+		f[i] = cJSON_GetArrayItem(e, i);
+	if (!cJSON_IsArray(e) || !cJSON_IsNumber(f[0]) || f[0]->valuedouble < 0 ||
+	    !cJSON_IsNumber(f[1]) || !cJSON_IsNumber(f[2]) || !cJSON_IsString(f[3]) ||
+	    !cJSON_IsObject(f[4]))
+		return -EINVAL;
+	r->id = row + (int64_t)f[0]->valuedouble;
+	r->row = row;
+	r->chat_id = (int64_t)f[1]->valuedouble;
+	r->priority = (int)f[2]->valuedouble;
+	r->method = strdup(f[3]->valuestring);
+	r->body = cJSON_PrintUnformatted(f[4]);
+	if (!r->method || !r->body) {
+		free(r->method);
+		free(r->body);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The calls of the row whose id is row, parsed, in *calls: NULL when the
+ * row is gone, or cannot be read (logged; a row edited by hand, or no
+ * memory to parse it: cJSON does not tell the two apart). Returns 0 or
+ * -EIO. */
+static int outbox_get(struct store *st, int64_t row, cJSON **calls)
+{
+	sqlite3_stmt *s = prep(st, S_OUTBOX_GET);
+	sqlite3_bind_int64(s, 1, row);
+	int rc = sqlite3_step(s);
+	*calls = NULL;
+	if (rc == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(s, 0);
+		if (!cJSON_IsArray(*calls = text ? cJSON_Parse(text) : NULL)) {
+			log_error("database: outbox row %lld could not be read", (long long)row);
+			cJSON_Delete(*calls);
+			*calls = NULL;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(st, "read outbox");
+}
+
+/* Writes calls back as row's calls, or deletes the row when none is left.
+ * Returns 0, -ENOMEM or -EIO. */
+static int outbox_put(struct store *st, int64_t row, const cJSON *calls)
+{
+	if (!cJSON_GetArraySize(calls)) {
 		sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
-		sqlite3_bind_int64(s, 1, ids[i]);
-		sqlite3_bind_int64(s, 2, ids[j - 1]);
-		int rc = exec_stmt(st, s, "delete from outbox");
+		sqlite3_bind_int64(s, 1, row);
+		return exec_stmt(st, s, "delete from outbox");
+	}
+	char *text = cJSON_PrintUnformatted(calls);
+	if (!text)
+		return -ENOMEM;
+	sqlite3_stmt *s = prep(st, S_OUTBOX_SET);
+	sqlite3_bind_int64(s, 1, row);
+	sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+	int rc = exec_stmt(st, s, "update outbox");
+	free(text);
+	return rc;
+}
+
+/* Removes the calls ids[0..k) from the row. Returns 0, -ENOMEM or -EIO. */
+static int outbox_remove(struct store *st, int64_t row, const int64_t *ids, size_t k)
+{
+	cJSON *calls;
+	int rc = outbox_get(st, row, &calls);
+	if (rc || !calls)
+		return rc;
+	for (cJSON *e = calls->child, *next; e; e = next) {
+		next = e->next;
+		const cJSON *off = cJSON_GetArrayItem(e, 0);
+		if (!cJSON_IsNumber(off))
+			continue;
+		int64_t id = row + (int64_t)off->valuedouble;
+		for (size_t i = 0; i < k; i++)
+			if (ids[i] == id) {
+				cJSON_Delete(cJSON_DetachItemViaPointer(calls, e));
+				break;
+			}
+	}
+	rc = outbox_put(st, row, calls);
+	cJSON_Delete(calls);
+	return rc;
+}
+
+int store_outbox_settle(struct store *st, const int64_t *recs, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		if (n - i < 2 || recs[i + 1] < 0 || (uint64_t)recs[i + 1] > n - i - 2)
+			return -EINVAL;
+		int64_t row = recs[i];
+		size_t k = (size_t)recs[i + 1];
+		int rc;
+		if (k) {
+			rc = outbox_remove(st, row, recs + i + 2, k);
+		} else {
+			sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
+			sqlite3_bind_int64(s, 1, row);
+			rc = exec_stmt(st, s, "delete from outbox");
+		}
 		if (rc)
 			return rc;
-		i = j;
+		i += 2 + k;
 	}
 	return 0;
 }
@@ -757,6 +930,48 @@ void store_outbox_free(struct outbox_row *rows, size_t n)
 		free(rows[i].body);
 	}
 	free(rows);
+}
+
+/* Appends the calls of one row to *v (n used, cap allocated). Returns 0 or
+ * -ENOMEM. */
+static int load_row(int64_t row, const char *text, struct outbox_row **v, size_t *n,
+		    size_t *cap)
+{
+	cJSON *calls = text ? cJSON_Parse(text) : NULL;
+	if (!cJSON_IsArray(calls)) {
+		/* (or no memory to parse it: cJSON does not say which) */
+		log_error("database: outbox row %lld could not be read: its calls are not sent",
+			  (long long)row);
+		cJSON_Delete(calls);
+		return 0;
+	}
+	const cJSON *e;
+	int rc = 0;
+	cJSON_ArrayForEach(e, calls)
+	{
+		if (*n == *cap) {
+			size_t c = *cap ? *cap * 2 : 16;
+			struct outbox_row *nv = realloc(*v, c * sizeof(*nv));
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			*v = nv;
+			*cap = c;
+		}
+		int r = call_read(e, row, &(*v)[*n]);
+		if (r == -EINVAL)
+			log_error("database: outbox row %lld holds something that is not a call: not sent",
+				  (long long)row);
+		else if (r) {
+			rc = r;
+			break;
+		} else {
+			(*n)++;
+		}
+	}
+	cJSON_Delete(calls);
+	return rc;
 }
 
 int store_outbox_load(struct store *st, const char *bot, struct outbox_row **rows)
@@ -771,23 +986,13 @@ int store_outbox_load(struct store *st, const char *bot, struct outbox_row **row
 	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
 	bind_range(s, 1, no);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t c = cap ? cap * 2 : 16;
-			struct outbox_row *nv = realloc(v, c * sizeof(*nv));
-			if (!nv)
-				goto nomem;
-			v = nv;
-			cap = c;
+		int r = load_row(sqlite3_column_int64(s, 0),
+				 (const char *)sqlite3_column_text(s, 1), &v, &n, &cap);
+		if (r) {
+			sqlite3_reset(s);
+			store_outbox_free(v, n);
+			return r;
 		}
-		struct outbox_row *r = &v[n];
-		r->id = sqlite3_column_int64(s, 0);
-		r->chat_id = sqlite3_column_int64(s, 1);
-		r->priority = sqlite3_column_int(s, 2);
-		r->method = strdup((const char *)sqlite3_column_text(s, 3));
-		r->body = strdup((const char *)sqlite3_column_text(s, 4));
-		n++;
-		if (!r->method || !r->body)
-			goto nomem;
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
@@ -796,10 +1001,6 @@ int store_outbox_load(struct store *st, const char *bot, struct outbox_row **row
 	}
 	*rows = v;
 	return (int)n;
-nomem:
-	sqlite3_reset(s);
-	store_outbox_free(v, n);
-	return -ENOMEM;
 }
 
 int store_bot_commands_get(struct store *st, const char *bot, char **json)

@@ -15,7 +15,7 @@
 struct store;
 
 /* The schema version this code writes (PRAGMA user_version). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Opens (creating with mode 0600 when missing) and migrates the database at
  * path: WAL mode, synchronous=FULL, foreign keys on. The store is the
@@ -66,8 +66,9 @@ int64_t store_next_deadline(struct store *st, const char *bot);
  * earliest first, at most `limit`. Returns the count or -EIO. */
 int store_due(struct store *st, const char *bot, int64_t now, int limit,
 	      void (*fn)(void *arg, int64_t chat, int64_t user), void *arg);
-/* Moves the bot's conversations and pending outbox rows from chat `from`
- * to chat `to` (a group that became a supergroup). Returns 0 or -EIO. */
+/* Moves the bot's conversations and pending outbox calls from chat `from`
+ * to chat `to` (a group that became a supergroup). Returns 0, -ENOMEM or
+ * -EIO. */
 int store_migrate_chat(struct store *st, const char *bot, int64_t from,
 		       int64_t to);
 /* Deletes every conversation and outbox row of the bot. 0 or -EIO. */
@@ -81,25 +82,46 @@ int store_offset_get(struct store *st, const char *bot, uint64_t token_fp,
 int store_offset_set(struct store *st, const char *bot, uint64_t token_fp,
 		     int64_t offset);
 
-/* Outbox rows: one pending Bot API call each. */
+/* The outbox: pending Bot API calls, kept in rows of one or more calls.
+ * A call's id orders it (ids only grow within a bot); a row is known by its
+ * first call's id, and goes when every call in it is done. */
+
+/* A call to append. */
+struct outbox_call {
+	int64_t id; /* out: set by store_outbox_add */
+	int64_t chat_id;
+	int priority; /* 1: answerCallbackQuery, sent ahead of the chat queue */
+	const char *method;
+	char *body;   /* JSON (an object), owned by the caller */
+};
+
+/* Appends calls[0..n) (n > 0) as ONE row and sets their ids, consecutive,
+ * in order; *row is the row's id (calls[0].id). Returns 0, -ENOMEM or
+ * -EIO. */
+int store_outbox_add(struct store *st, const char *bot, struct outbox_call *calls,
+		     size_t n, int64_t *row);
+
+/* Settles rows whose calls are done (accepted, or dropped for good).
+ * recs[0..n) is a sequence of records {row, k, id_1 .. id_k}: k = 0 deletes
+ * the row (all its calls are done); k > 0 removes those calls from it (the
+ * row goes when none is left). A row that is gone already is skipped.
+ * Returns 0, -ENOMEM or -EIO; -EINVAL for a malformed sequence. */
+int store_outbox_settle(struct store *st, const int64_t *recs, size_t n);
+
+/* A pending call as loaded. */
 struct outbox_row {
 	int64_t id;
+	int64_t row;   /* the id of the row it is kept in */
 	int64_t chat_id;
-	int priority;  /* 1: answerCallbackQuery, sent ahead of the chat queue */
+	int priority;
 	char *method;  /* owned */
 	char *body;    /* JSON, owned */
 };
 
-/* Appends a call. Returns 0 with *id set, or -EIO. */
-int store_outbox_add(struct store *st, const char *bot, int64_t chat,
-		     int priority, const char *method, const char *body,
-		     int64_t *id);
-/* Deletes the rows ids[0..n) (their calls were accepted, or dropped for
- * good); sorts ids in place. Returns 0 or -EIO. */
-int store_outbox_delete(struct store *st, int64_t *ids, size_t n);
-/* Loads the bot's pending rows in id order (the order they must be sent in).
- * Returns the count with a malloc'ed array in *rows (free with
- * store_outbox_free), or -ENOMEM / -EIO. */
+/* Loads the bot's pending calls in id order (the order they must be sent
+ * in). Returns the count with a malloc'ed array in *rows (free with
+ * store_outbox_free), or -ENOMEM / -EIO. A call the store cannot read (a
+ * row edited by hand) is logged and left out: it goes with its row. */
 int store_outbox_load(struct store *st, const char *bot, struct outbox_row **rows);
 void store_outbox_free(struct outbox_row *rows, size_t n);
 

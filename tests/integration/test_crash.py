@@ -4,6 +4,7 @@ fdatasync; ask deadlines
 survive a restart; TLS with --ca-file."""
 
 import os
+import sqlite3
 import subprocess
 import tempfile
 import shutil
@@ -36,6 +37,12 @@ flows:
         save: x
         timeout: 2s
         on_timeout: [{reply: "Too late, {{user.first_name}}"}]
+"""
+
+HI = """
+flows:
+  - entry_cmd: /start
+    steps: [{reply: "Hi {{user.first_name}}"}]
 """
 
 ASK = """
@@ -99,6 +106,52 @@ class CrashTest(BotTest):
         dupes = sum(len(t) - 4 for t in last.values())
         self.assertLessEqual(dupes, CHATS, "too many repeated replies")
         self.assertEqual(d.stop(), 0)
+
+    def stuck_row(self, bot, crash):
+        """One batch's replies are kept as one outbox row, deleted when all
+        are done. A reply done while another of its row is stuck (here a
+        chat whose sends fail) leaves the row within about a second (crash)
+        or when the daemon stops (not crash), so that it is not sent again
+        after the restart."""
+        tok = self.token(bot)
+        d = self.daemon({"hi.yaml": self.spec(HI, "T")}, env={"T": tok})
+        self.wait_polling(bot)
+        self.fb.add_faults(bot, {"method": "sendMessage", "chat_id": 2, "count": 0,
+                                 "status": 500})
+        # one getUpdates: one row of two replies
+        self.fb.inject(bot, [dict(user_id=1, text="/start", first_name="Al"),
+                             dict(user_id=2, text="/start", first_name="Bo")])
+        self.assertEqual(self.texts(bot, 1), ["Hi Al"])
+        db = sqlite3.connect(d.db)
+        self.addCleanup(db.close)
+
+        def pending():
+            return [r[0] for r in db.execute("SELECT chat FROM outbox_by_bot")]
+        if crash:
+            deadline = time.monotonic() + 10
+            while pending() != [2]:
+                self.assertLess(time.monotonic(), deadline,
+                                "the done reply never left its row: %r" % pending())
+                time.sleep(0.05)
+            d.kill9()
+        else:
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(pending(), [2])
+        # it is the second call of its row: the two shared one
+        self.assertEqual([r[0] for r in db.execute(
+            "SELECT c.value ->> 0 FROM outbox o, json_each(o.calls) c")], [1])
+        self.fb.clear_faults(bot)
+        d.restart()
+        d.wait_log(r"bot hi: 1 pending reply from before the restart")
+        self.assertEqual(self.texts(bot, 2), ["Hi Al", "Hi Bo"])
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(pending(), [])
+
+    def test_a_reply_done_beside_a_stuck_one_is_not_sent_again(self):
+        self.stuck_row(504, crash=True)
+
+    def test_a_stop_settles_the_replies_done_beside_a_stuck_one(self):
+        self.stuck_row(505, crash=False)
 
     def disk_fault(self, bot, trigger_var, error):
         """Runs the ASK spec with fail_wal failing the database's log while

@@ -133,17 +133,22 @@ class StartTest(BotTest):
         self.fb.message(104, "/start", user_id=1, first_name="Di")
         self.texts(104, 1)
         self.assertEqual(d.stop(), 0)
-        # a row no version of this daemon writes (a newer one might)
+        # a row with a call no version of this daemon writes (a newer one
+        # might) beside one it knows: the first is dropped, the second sent,
+        # and the row goes with the two
         db = sqlite3.connect(d.db)
         with db:
-            db.execute("INSERT INTO outbox(id, chat, method, body) SELECT (no << 40) + 999, 1,"
-                       " 'sendSticker', '{}' FROM bots WHERE id='hi'")
+            db.execute("INSERT INTO outbox(id, last, calls) SELECT (no << 40) + 999,"
+                       " (no << 40) + 1000, '[[0,1,0,\"sendSticker\",{}],"
+                       "[1,1,0,\"sendMessage\",{\"text\":\"left over\"}]]'"
+                       " FROM bots WHERE id='hi'")
         db.close()
         d.restart()
         d.wait_log(r"bot hi: dropped a pending sendSticker call \(unknown method\)")
+        self.assertEqual(self.texts(104, 2)[1], "left over")
         self.wait_polling(104)
         self.fb.message(104, "/start", user_id=1, first_name="Di")
-        self.texts(104, 2)
+        self.texts(104, 3)
         self.assertEqual(d.stop(), 0)
         db = sqlite3.connect(d.db)
         self.assertEqual(db.execute("SELECT count(*) FROM outbox").fetchone()[0], 0)

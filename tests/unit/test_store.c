@@ -79,7 +79,9 @@ static void test_file_mode_and_schema(void **state)
 	assert_int_equal(store_open(f->path, &again, err, sizeof(err)), -EPROTO);
 	assert_non_null(strstr(err, "newer than this botfactory"));
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+	char q[64];
+	snprintf(q, sizeof(q), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+	assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), 0);
 }
@@ -227,24 +229,64 @@ static void test_due_in_deadline_order(void **state)
 	assert_int_equal(seen[3], 101); /* chat 1 (300) */
 }
 
+/* Appends one call as a row of its own; *id is the call's (and the row's)
+ * id. Returns store_outbox_add's result. */
+static int add1(struct store *st, const char *bot, int64_t chat, int priority,
+		const char *method, const char *body, int64_t *id)
+{
+	struct outbox_call c = {0, chat, priority, method, (char *)body};
+	int64_t row;
+	int rc = store_outbox_add(st, bot, &c, 1, &row);
+	if (!rc)
+		assert_int_equal(row, c.id);
+	*id = c.id;
+	return rc;
+}
+
 static void test_outbox_and_offsets(void **state)
 {
 	struct fixture *f = *state;
-	int64_t a, b, c;
-	assert_int_equal(store_outbox_add(f->st, "bot", 5, 0, "sendMessage", "{\"text\":\"1\"}", &a), 0);
-	assert_int_equal(store_outbox_add(f->st, "bot", 5, 1, "answerCallbackQuery", "{}", &b), 0);
-	assert_int_equal(store_outbox_add(f->st, "bot", 6, 0, "sendMessage", "{\"text\":\"2\"}", &c), 0);
-	assert_true(a < b && b < c);
-	assert_int_equal(store_outbox_delete(f->st, &b, 1), 0);
+	/* one row of three calls: consecutive ids, the row known by the first */
+	struct outbox_call c[3] = {
+		{0, 5, 0, "sendMessage", (char *)"{\"text\":\"1\"}"},
+		{0, 5, 1, "answerCallbackQuery", (char *)"{}"},
+		{0, 6, 0, "sendMessage", (char *)"{\"text\":\"2\"}"},
+	};
+	int64_t row;
+	assert_int_equal(store_outbox_add(f->st, "bot", c, 3, &row), 0);
+	assert_int_equal(row, c[0].id);
+	assert_int_equal(c[1].id, c[0].id + 1);
+	assert_int_equal(c[2].id, c[0].id + 2);
+	int64_t a = c[0].id, b = c[1].id, cc = c[2].id;
+	/* the answer is done: only it leaves the row */
+	int64_t settle_b[] = {row, 1, b};
+	assert_int_equal(store_outbox_settle(f->st, settle_b, 3), 0);
 	assert_int_equal(store_migrate_chat(f->st, "bot", 6, -6), 0);
 	struct outbox_row *rows;
 	int n = store_outbox_load(f->st, "bot", &rows);
 	assert_int_equal(n, 2);
 	assert_int_equal(rows[0].id, a);
-	assert_int_equal(rows[1].id, c);
+	assert_int_equal(rows[0].row, row);
+	assert_int_equal(rows[0].chat_id, 5);
+	assert_string_equal(rows[0].method, "sendMessage");
+	assert_int_equal(rows[1].id, cc);
+	assert_int_equal(rows[1].row, row);
 	assert_int_equal(rows[1].chat_id, -6);
+	assert_int_equal(rows[1].priority, 0);
 	assert_string_equal(rows[1].body, "{\"text\":\"2\"}");
 	store_outbox_free(rows, (size_t)n);
+	/* the rest are done one by one: the row goes with the last; settling
+	 * a row that is gone is no error; a malformed sequence is refused */
+	int64_t settle_rest[] = {row, 1, a, row, 1, cc, row, 0};
+	assert_int_equal(store_outbox_settle(f->st, settle_rest, 8), 0);
+	assert_int_equal(store_outbox_load(f->st, "bot", &rows), 0);
+	store_outbox_free(rows, 0);
+	int64_t bad[] = {row, 3, a};
+	assert_int_equal(store_outbox_settle(f->st, bad, 3), -EINVAL);
+	int64_t neg[] = {row, -1};
+	assert_int_equal(store_outbox_settle(f->st, neg, 2), -EINVAL);
+	assert_int_equal(store_outbox_settle(f->st, bad, 1), -EINVAL);
+	assert_int_equal(store_outbox_settle(f->st, NULL, 0), 0);
 
 	int64_t off = -1;
 	assert_int_equal(store_offset_get(f->st, "bot", 42, &off), 0);
@@ -312,11 +354,12 @@ static void test_migration_from_schema_1(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(rows[0].body, "{\"text\":\"b1\"}");
 	store_outbox_free(rows, (size_t)n);
-	/* new rows go after the migrated ones; deleting them by id works */
+	/* new rows go after the migrated ones (one row per old row) */
 	int64_t id;
-	assert_int_equal(store_outbox_add(st, "a", 1, 0, "sendMessage", "{}", &id), 0);
+	assert_int_equal(add1(st, "a", 1, 0, "sendMessage", "{}", &id), 0);
 	assert_true(id > last_a);
-	assert_int_equal(store_outbox_delete(st, &first_a, 1), 0);
+	int64_t del[] = {first_a, 0};
+	assert_int_equal(store_outbox_settle(st, del, 2), 0);
 	n = store_outbox_load(st, "a", &rows);
 	assert_int_equal(n, 3);
 	assert_int_equal(rows[2].id, id);
@@ -345,16 +388,15 @@ static void test_migration_from_schema_1(void **state)
 	sqlite3_close(db);
 }
 
-static void test_outbox_delete_ids(void **state)
+static void test_outbox_rows_settle(void **state)
 {
 	struct fixture *f = *state;
 	int64_t id[8];
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(store_outbox_add(f->st, i % 2 ? "a" : "b", i, 0, "sendMessage", "{}",
-						  &id[i]), 0);
-	/* unsorted, with runs and gaps, across two bots: exactly these go */
-	int64_t del[] = {id[6], id[0], id[2], id[1], id[7], id[4]};
-	assert_int_equal(store_outbox_delete(f->st, del, 6), 0);
+		assert_int_equal(add1(f->st, i % 2 ? "a" : "b", i, 0, "sendMessage", "{}", &id[i]), 0);
+	/* whole rows, unsorted, across two bots: exactly these go */
+	int64_t del[] = {id[6], 0, id[0], 0, id[2], 0, id[1], 0, id[7], 0, id[4], 0};
+	assert_int_equal(store_outbox_settle(f->st, del, 12), 0);
 	struct outbox_row *rows;
 	int n = store_outbox_load(f->st, "a", &rows);
 	assert_int_equal(n, 2);
@@ -364,38 +406,65 @@ static void test_outbox_delete_ids(void **state)
 	n = store_outbox_load(f->st, "b", &rows);
 	assert_int_equal(n, 0);
 	store_outbox_free(rows, 0);
-	assert_int_equal(store_outbox_delete(f->st, NULL, 0), 0);
-	/* nearly sorted (the common case) and reversed (far from sorted)
-	 * acknowledgements: exactly the ones named go */
-	int64_t many[300], dm[300];
-	for (int i = 0; i < 300; i++)
-		assert_int_equal(store_outbox_add(f->st, "c", i, 0, "sendMessage", "{}", &many[i]), 0);
-	size_t nd = 0;
-	for (int i = 0; i < 100; i++) /* 0..99 with neighbours swapped */
-		dm[nd++] = many[i ^ 1];
-	for (int i = 299; i >= 150; i--) /* 299..150 in reverse, every third kept */
-		if (i % 3)
-			dm[nd++] = many[i];
-	assert_int_equal(store_outbox_delete(f->st, dm, nd), 0);
+
+	/* a big row (a busy batch) loses scattered calls in two steps, in
+	 * any order; the rest load in id order, bodies byte for byte (escapes,
+	 * UTF-8 and a control character written back by cJSON as they came) */
+	enum { N = 300 };
+	static struct outbox_call many[N];
+	const char *body = "{\"text\":\"\\\"q\\\" \\\\ \\n\\u0001 \xc3\xa9\",\"n\":[1,-2.5,true,null]}";
+	for (int i = 0; i < N; i++)
+		many[i] = (struct outbox_call){0, -1001234567890 - i, i % 7 == 0, "sendMessage",
+					       (char *)body};
+	int64_t row;
+	assert_int_equal(store_outbox_add(f->st, "c", many, N, &row), 0);
+	int64_t rec[2 + N], rec2[2 + N];
+	size_t k = 0, k2 = 0;
+	for (int i = N - 1; i >= 0; i--) /* reversed */
+		if (i % 3 == 0)
+			rec[2 + k++] = many[i].id;
+	for (int i = 0; i < N; i++)
+		if (i % 5 == 1)
+			rec2[2 + k2++] = many[i].id;
+	rec[0] = rec2[0] = row;
+	rec[1] = (int64_t)k;
+	rec2[1] = (int64_t)k2;
+	assert_int_equal(store_outbox_settle(f->st, rec, 2 + k), 0);
+	assert_int_equal(store_outbox_settle(f->st, rec2, 2 + k2), 0);
 	n = store_outbox_load(f->st, "c", &rows);
 	int want = 0;
-	for (int i = 100; i < 300; i++) {
-		if (i >= 150 && i % 3)
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0 || i % 5 == 1)
 			continue;
 		assert_true(want < n);
-		assert_int_equal(rows[want].id, many[i]);
+		assert_int_equal(rows[want].id, many[i].id);
+		assert_int_equal(rows[want].row, row);
+		assert_int_equal(rows[want].chat_id, -1001234567890 - i);
+		assert_int_equal(rows[want].priority, i % 7 == 0);
+		assert_string_equal(rows[want].body, body);
 		want++;
 	}
 	assert_int_equal(n, want);
 	store_outbox_free(rows, (size_t)n);
+	/* the sequence goes on after the row's highest id, also when that
+	 * call is done and the store is opened again */
+	int64_t tail[] = {row, 1, many[N - 1].id};
+	assert_int_equal(store_outbox_settle(f->st, tail, 3), 0);
+	char err[256];
+	store_close(f->st);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), 0);
+	int64_t next;
+	assert_int_equal(add1(f->st, "c", 1, 0, "sendMessage", "{}", &next), 0);
+	assert_int_equal(next, many[N - 1].id + 1);
+
 	/* a bot first seen in a transaction that is rolled back: its number
 	 * may go to another bot, and the two must not share rows */
 	int64_t x, y;
 	assert_int_equal(store_begin(f->st), 0);
-	assert_int_equal(store_outbox_add(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
+	assert_int_equal(add1(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
 	assert_int_equal(store_rollback(f->st), 0);
-	assert_int_equal(store_outbox_add(f->st, "y", 1, 0, "sendMessage", "{}", &y), 0);
-	assert_int_equal(store_outbox_add(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
+	assert_int_equal(add1(f->st, "y", 1, 0, "sendMessage", "{}", &y), 0);
+	assert_int_equal(add1(f->st, "x", 1, 0, "sendMessage", "{}", &x), 0);
 	n = store_outbox_load(f->st, "x", &rows);
 	assert_int_equal(n, 1);
 	assert_int_equal(rows[0].id, x);
@@ -404,6 +473,51 @@ static void test_outbox_delete_ids(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(rows[0].id, y);
 	store_outbox_free(rows, (size_t)n);
+}
+
+/* Call ids carry the bot's number in their high bits (62 bits in all, more
+ * than a JSON number keeps exactly): a bot numbered far beyond 2^13 still
+ * gets back, loads and settles exactly the ids it was given. */
+static void test_outbox_ids_of_high_bot_numbers(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	store_close(f->st);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO bots(no, id) VALUES(3000000, 'big')",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), 0);
+	struct outbox_call c[3] = {{0, 1, 0, "sendMessage", (char *)"{}"},
+				   {0, 2, 0, "sendMessage", (char *)"{}"},
+				   {0, 3, 0, "sendMessage", (char *)"{}"}};
+	int64_t row;
+	assert_int_equal(store_outbox_add(f->st, "big", c, 3, &row), 0);
+	assert_true(row > ((int64_t)1 << 60));
+	int64_t rec[] = {row, 1, c[1].id};
+	assert_int_equal(store_outbox_settle(f->st, rec, 3), 0);
+	struct outbox_row *rows;
+	int n = store_outbox_load(f->st, "big", &rows);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, c[0].id);
+	assert_int_equal(rows[1].id, c[2].id);
+	assert_int_equal(rows[1].chat_id, 3);
+	store_outbox_free(rows, (size_t)n);
+	/* the view for people shows the same ids */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_stmt *s;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, chat, method FROM outbox_by_bot"
+					    " WHERE bot='big' ORDER BY id", -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(s, 0), c[0].id);
+	assert_int_equal(sqlite3_column_int64(s, 1), 1);
+	assert_string_equal((const char *)sqlite3_column_text(s, 2), "sendMessage");
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(s, 0), c[2].id);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
 }
 
 /* ---- dbq ---------------------------------------------------------------- */
@@ -420,7 +534,7 @@ static void job_run(struct dbq_job *j, struct store *st)
 {
 	struct job *x = (struct job *)j;
 	int64_t id;
-	j->rc = store_outbox_add(st, "q", x->chat, 0, "sendMessage", "{}", &id);
+	j->rc = add1(st, "q", x->chat, 0, "sendMessage", "{}", &id);
 	if (!j->rc && x->fail)
 		j->rc = -EINVAL;
 }
@@ -604,7 +718,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_state_starts_afresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_in_deadline_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outbox_and_offsets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_outbox_delete_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_rows_settle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outbox_ids_of_high_bot_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_schema_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dbq_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_refuses_other_threads, setup, teardown),
