@@ -1193,7 +1193,7 @@ static int with_chat(struct buf *out, const struct out_item *it)
 	if (it->priority) /* answerCallbackQuery has no chat */
 		return buf_puts(out, it->body);
 	const char *rest = it->body[0] == '{' ? it->body + 1 : "}";
-	if (buf_printf(out, "{\"chat_id\":%" PRId64, it->chat) ||
+	if (buf_puts(out, "{\"chat_id\":") || buf_int(out, it->chat) ||
 	    (rest[0] != '}' && buf_putc(out, ',')))
 		return -ENOMEM;
 	return buf_puts(out, rest);

@@ -46,6 +46,19 @@ int buf_putc(struct buf *b, char c)
 	return buf_append(b, &c, 1);
 }
 
+int buf_int(struct buf *b, int64_t v)
+{
+	char d[24], *p = d + sizeof(d);
+	/* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	return buf_append(b, p, (size_t)(d + sizeof(d) - p));
+}
+
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	/* format once into the room there is; again only when it did not fit */

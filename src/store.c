@@ -766,8 +766,9 @@ static int outbox_next(struct store *st, struct bot_info *bi, const char *bot, i
  * body], to the JSON array being written in b. Returns 0 or -ENOMEM. */
 static int call_json(struct buf *b, int64_t off, const struct outbox_call *c)
 {
-	return buf_printf(b, "%s[%lld,%lld,%d,", off ? "," : "", (long long)off,
-			  (long long)c->chat_id, c->priority) ||
+	return buf_puts(b, off ? ",[" : "[") || buf_int(b, off) || buf_putc(b, ',') ||
+			       buf_int(b, c->chat_id) || buf_putc(b, ',') ||
+			       buf_int(b, c->priority) || buf_putc(b, ',') ||
 			       buf_json_string(b, c->method) || buf_putc(b, ',') ||
 			       buf_puts(b, c->body) || buf_putc(b, ']')
 		       ? -ENOMEM

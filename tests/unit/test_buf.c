@@ -1,8 +1,10 @@
 /* Unit tests of buf (growable strings, JSON strings), utf8 and log redaction. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +110,23 @@ static void check_json_string(const char *s)
 	buf_free(&b);
 }
 
+static void test_int(void **state)
+{
+	(void)state;
+	const int64_t v[] = {0, 1, -1, 9, 10, -10, 123456789, -1001234567890,
+			     INT64_MAX, INT64_MIN, INT64_MIN + 1, (int64_t)1 << 62};
+	struct buf b = BUF_INIT;
+	char want[32];
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		buf_reset(&b);
+		assert_int_equal(buf_puts(&b, "x"), 0);
+		assert_int_equal(buf_int(&b, v[i]), 0);
+		snprintf(want, sizeof(want), "x%" PRId64, v[i]);
+		assert_string_equal(b.data, want);
+	}
+	buf_free(&b);
+}
+
 static void test_json_string(void **state)
 {
 	(void)state;
@@ -132,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_utf16_len),
 		cmocka_unit_test(test_log_redact),
+		cmocka_unit_test(test_int),
 		cmocka_unit_test(test_json_string),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
