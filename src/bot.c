@@ -795,6 +795,8 @@ static bool acks_reserve(struct bot *b, size_t n)
  * false when out of memory: the rows stay, at worst sent once more. */
 static bool acks_push(struct bot *b, const int64_t *v, size_t n)
 {
+	if (!n) /* (v may be NULL) */
+		return true;
 	if (!acks_reserve(b, n))
 		return false;
 	memcpy(b->acks + b->nacks, v, n * sizeof(*v));
@@ -834,8 +836,9 @@ static void call_done(struct bot *b, struct orow *r, int64_t id)
 }
 
 /* Moves the done calls of partly done rows that waited SETTLE_HOLD_MS (all
- * of them when stopping) into the settlements to write. */
-static void settle_partial(struct bot *b)
+ * of them when stopping) into the settlements to write. Returns false when
+ * out of memory (the rest wait for the next flush). */
+static bool settle_partial(struct bot *b)
 {
 	int64_t now = mono_ms();
 	while (b->partial_head &&
@@ -843,7 +846,7 @@ static void settle_partial(struct bot *b)
 		struct orow *r = b->partial_head;
 		int64_t rec[2] = {r->id, (int64_t)r->ndone};
 		if (!acks_reserve(b, 2 + r->ndone))
-			return; /* tried again at the next flush */
+			return false;
 		acks_push(b, rec, 2);
 		acks_push(b, r->done, r->ndone);
 		r->ndone = 0;
@@ -851,6 +854,7 @@ static void settle_partial(struct bot *b)
 		if (!r->items)
 			orow_free(r);
 	}
+	return true;
 }
 
 static void on_ack_timer(uv_timer_t *t);
@@ -889,16 +893,24 @@ static void write_done(struct dbq_job *j)
 {
 	struct write_job *wj = (struct write_job *)j;
 	struct bot *b = wj->bot;
+	bool failed = j->rc && wj->nrecs && !b->stopping;
 	if (wj->nrecs)
 		b->ack_job = false;
 	b->jobs--;
+	/* settlements that failed (the database said why) are written again
+	 * after a while; when stopping they are lost: those replies would be
+	 * sent again after the restart, which is better than no exit */
+	if (failed)
+		acks_push(b, wj->recs, wj->nrecs);
 	free(wj->recs);
 	free(wj->commands);
 	spec_unref(wj->spec);
 	free(wj);
 	/* rows acknowledged meanwhile wait for the next batch or the timer,
 	 * like the others (maybe_stopped flushes them when stopping) */
-	if (!b->stopping)
+	if (failed)
+		start_timer(b, &b->ack_timer, on_ack_timer, BACKOFF_MIN_MS);
+	else if (!b->stopping)
 		acks_soon(b);
 	maybe_stopped(b);
 }
@@ -927,14 +939,17 @@ static void flush_acks(struct bot *b)
 {
 	if (b->ack_job)
 		return;
-	settle_partial(b);
-	if (!b->nacks) {
-		acks_soon(b);
+	bool settled = settle_partial(b);
+	struct write_job *wj = b->nacks ? new_write_job(b) : NULL;
+	if (!wj) {
+		/* nothing to write yet; or out of memory: try again later,
+		 * not at once */
+		if (settled && !b->nacks)
+			acks_soon(b);
+		else if (!b->stopping)
+			start_timer(b, &b->ack_timer, on_ack_timer, ACK_DELAY_MS);
 		return;
 	}
-	struct write_job *wj = new_write_job(b);
-	if (!wj)
-		return;
 	wj->recs = b->acks;
 	wj->nrecs = b->nacks;
 	b->acks = NULL;
