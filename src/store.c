@@ -213,6 +213,10 @@ struct bot_info {
 	uint32_t memo; /* the bot's number in the memo (1, 2, ...) */
 	int64_t no;    /* bots.no, 0 = not looked up (or forgotten) */
 	int64_t next;  /* the next outbox id, 0 = not looked up */
+	int64_t floor; /* ids below it were given out in this run, also ones a
+			  rollback took back: next never goes below it (an
+			  old settlement naming a reused id would hit a new
+			  call) */
 };
 
 struct store {
@@ -249,6 +253,8 @@ static void forget_rows(const char *key, void *value, void *arg)
 	(void)key;
 	(void)arg;
 	struct bot_info *bi = value;
+	if (bi->next > bi->floor)
+		bi->floor = bi->next;
 	bi->no = bi->next = 0;
 }
 
@@ -754,6 +760,10 @@ static int outbox_next(struct store *st, struct bot_info *bi, const char *bot, i
 		if (rc != SQLITE_ROW)
 			return db_err(st, "read outbox");
 		bi->next = max ? max + 1 : no << OUTBOX_BOT_SHIFT | 1;
+		/* (a floor from before a rollback counts while the bot kept
+		 * its number) */
+		if (bi->floor >> OUTBOX_BOT_SHIFT == no && bi->floor > bi->next)
+			bi->next = bi->floor;
 	}
 	if ((int64_t)n > OUTBOX_SEQ_MASK - (bi->next & OUTBOX_SEQ_MASK)) {
 		log_error("database: bot %s: the outbox sequence is exhausted", bot);

@@ -83,7 +83,8 @@ int store_offset_set(struct store *st, const char *bot, uint64_t token_fp,
 		     int64_t offset);
 
 /* The outbox: pending Bot API calls, kept in rows of one or more calls.
- * A call's id orders it (ids only grow within a bot); a row is known by its
+ * A call's id orders it (within a run of the store, a bot's ids only grow,
+ * also past calls a rollback took back); a row is known by its
  * first call's id, and goes when every call in it is done. */
 
 /* A call to append. */

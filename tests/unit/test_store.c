@@ -457,6 +457,23 @@ static void test_outbox_rows_settle(void **state)
 	assert_int_equal(add1(f->st, "c", 1, 0, "sendMessage", "{}", &next), 0);
 	assert_int_equal(next, many[N - 1].id + 1);
 
+	/* ids a rollback took back are not given out again in this run: a
+	 * settlement of the rolled-back row still waiting somewhere must not
+	 * name a new call */
+	int64_t z0, z;
+	assert_int_equal(add1(f->st, "z", 1, 0, "sendMessage", "{}", &z0), 0);
+	struct outbox_call zc[2] = {{0, 1, 0, "sendMessage", (char *)"{}"},
+				    {0, 2, 0, "sendMessage", (char *)"{}"}};
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_outbox_add(f->st, "z", zc, 2, &row), 0);
+	assert_int_equal(store_rollback(f->st), 0);
+	assert_int_equal(add1(f->st, "z", 1, 0, "sendMessage", "{}", &z), 0);
+	assert_true(z > zc[1].id);
+	n = store_outbox_load(f->st, "z", &rows);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].id, z0);
+	assert_int_equal(rows[1].id, z);
+	store_outbox_free(rows, (size_t)n);
 	/* a bot first seen in a transaction that is rolled back: its number
 	 * may go to another bot, and the two must not share rows */
 	int64_t x, y;
