@@ -167,6 +167,7 @@ struct bot {
 	struct tg_req ctl;  /* setMyCommands after a spec swap (lazily set up) */
 	bool ctl_ready;
 	char *ctl_cmds;     /* its body in flight */
+	char *ctl_next;     /* a newer menu, sent when that call ends */
 
 	/* sender */
 	struct send_slot *slots;
@@ -1895,8 +1896,8 @@ static void swap_commands_done(struct tg_req *r, struct tg_result *res, void *ar
 {
 	(void)r;
 	struct bot *b = arg;
-	char *cmds = b->ctl_cmds;
-	b->ctl_cmds = NULL;
+	char *cmds = b->ctl_cmds, *next = b->ctl_next;
+	b->ctl_cmds = b->ctl_next = NULL;
 	if (res->status == TG_OK && !b->stopping) {
 		struct write_job *wj = new_write_job(b);
 		if (wj) {
@@ -1910,6 +1911,14 @@ static void swap_commands_done(struct tg_req *r, struct tg_result *res, void *ar
 			 bot_id(b), res->description);
 	}
 	free(cmds);
+	/* the menu changed again while this call was out: its turn now */
+	if (next && !b->stopping && b->status != BOT_UNAUTHORIZED) {
+		if (publish_menu(b, next))
+			log_warn("bot %s: out of memory: its new command menu is not published",
+				 bot_id(b));
+	} else {
+		free(next);
+	}
 	maybe_stopped(b);
 }
 
@@ -1938,10 +1947,17 @@ int bot_swap_spec(struct bot *b, struct spec *spec)
 }
 
 /* Sends the menu `after` (owned: freed here or when the call ends) on the
- * bot's control request, replacing a menu still in flight there. Returns 0
- * or -ENOMEM. */
+ * bot's control request. While an older menu is in flight there, `after`
+ * waits for it to end (replacing a menu already waiting): a cancelled call
+ * may still reach Telegram, and land after the newer one. Returns 0 or
+ * -ENOMEM. */
 static int publish_menu(struct bot *b, char *after)
 {
+	if (b->ctl_cmds) {
+		free(b->ctl_next);
+		b->ctl_next = after;
+		return 0;
+	}
 	if (!b->ctl_ready) {
 		if (tg_req_init(&b->ctl, b->env->api)) {
 			tg_req_free(&b->ctl);
@@ -1950,8 +1966,6 @@ static int publish_menu(struct bot *b, char *after)
 		}
 		b->ctl_ready = true;
 	}
-	tg_req_cancel(&b->ctl); /* an older menu still in flight: replaced */
-	free(b->ctl_cmds);
 	b->ctl_cmds = after;
 	if (tg_req_call(&b->ctl, b->token, "setMyCommands", after, strlen(after),
 			b->env->request_timeout_ms, swap_commands_done, b)) {
@@ -2114,7 +2128,8 @@ void bot_stop(struct bot *b, bool confirm,
 	if (b->ctl_ready)
 		tg_req_cancel(&b->ctl);
 	free(b->ctl_cmds);
-	b->ctl_cmds = NULL;
+	free(b->ctl_next);
+	b->ctl_cmds = b->ctl_next = NULL;
 	uv_timer_stop(&b->timer);
 	uv_timer_stop(&b->send_timer);
 	uv_timer_stop(&b->deadline_timer);
@@ -2138,6 +2153,7 @@ void bot_free(struct bot *b)
 	if (b->ctl_ready)
 		tg_req_free(&b->ctl);
 	free(b->ctl_cmds);
+	free(b->ctl_next);
 	for (int i = 0; i < b->env->send_slots; i++) {
 		if (b->slots[i].ready)
 			tg_req_free(&b->slots[i].req);

@@ -89,6 +89,32 @@ class ReloadTest(BotTest):
         self.assertEqual(len(self.fb.sent(BOT, method="setMyCommands")["calls"]), 2)
         self.assertEqual(d.stop(), 0)
 
+    def test_a_menu_edited_while_an_edit_is_published_waits_for_it(self):
+        # (calls get 10 s here, so that the slow one below is not abandoned)
+        d = self.daemon({"hi.yaml": hello("v1")}, env={"T": self.tok},
+                        args=["--request-timeout", "10"])
+        self.wait_polling(BOT)
+        # an edit's setMyCommands is slow (4 s: the two edits below come
+        # well within it); the menu changes twice meanwhile
+        self.fb.add_faults(BOT, {"method": "setMyCommands", "delay_ms": 4000, "count": 1})
+        mark = len(d.lines)
+        self.write(d, "hi.yaml", hello("v1").replace("Say hello", "Say hi"))
+        d.wait_log(r"bot hi: spec reloaded", start=mark)
+        self.wait_faults_taken(BOT)
+        for text in ("Say hey", "Say yo"):
+            mark = len(d.lines)
+            self.write(d, "hi.yaml", hello("v1").replace("Say hello", text))
+            d.wait_log(r"bot hi: spec reloaded", start=mark)
+        # the slow call was not cancelled: it ended, then the last menu went
+        # (the one in between was never sent)
+        self.fb.wait_sent(BOT, 3, method="setMyCommands")
+        calls = self.fb.sent(BOT, method="setMyCommands")["calls"]
+        self.assertEqual([c["params"]["commands"][0]["description"] for c in calls],
+                         ["Say hello", "Say hi", "Say yo"])
+        self.assertEqual(self.fb.state(BOT)["commands"],
+                         [{"command": "start", "description": "Say yo"}])
+        self.assertEqual(d.stop(), 0)
+
     def test_without_inotify_the_directory_is_rescanned(self):
         # every inotify watch fails, as when the system's limit is reached
         env = {"T": self.tok, "LD_PRELOAD": os.environ["NO_INOTIFY"],
