@@ -208,6 +208,22 @@ class BotTest(unittest.TestCase):
                                       timeout=left)
         return calls
 
+    def report(self, d, want, timeout=10.0, last="c"):
+        """Sends SIGUSR1 until the status report matches every regex of
+        want (the counters settle a moment after fakebot saw the calls);
+        returns the report's lines."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = len(d.lines)
+            d.proc.send_signal(signal.SIGUSR1)
+            i = d.wait_log(r"status of \d+ bots?:", start=mark)
+            d.wait_log(r"bot %s: " % last, start=i)  # the last one, by id
+            lines = d.lines[i:]
+            if all(any(re.search(w, l) for l in lines) for w in want):
+                return lines
+            self.assertLess(time.monotonic(), deadline, "report: %r" % lines)
+            time.sleep(0.05)
+
     def wait_faults_taken(self, bot_id, left=0, timeout=10.0):
         """Waits until only `left` of the fault rules queued for the bot
         are still to be applied (a delayed or hung call is then in
