@@ -97,8 +97,7 @@ struct orow {
 	int64_t *done; /* done calls not settled yet, while others are left */
 	size_t ndone, capdone;
 	int64_t since; /* monotonic ms of the first of them */
-	bool partial;  /* on the bot's partial list (ndone > 0) */
-	struct orow *prev, *next; /* that list */
+	struct orow *prev, *next; /* the bot's partial list, while ndone > 0 */
 };
 
 struct out_item {
@@ -724,16 +723,17 @@ static void orow_free(struct orow *r)
  * it). */
 static void orow_unref(struct orow *r)
 {
-	if (!--r->items && !r->partial)
+	if (!--r->items && !r->ndone)
 		orow_free(r);
 }
 
+/* Takes r off the partial list, its done calls settled or moot. */
 static void partial_unlink(struct bot *b, struct orow *r)
 {
 	*(r->prev ? &r->prev->next : &b->partial_head) = r->next;
 	*(r->next ? &r->next->prev : &b->partial_tail) = r->prev;
 	r->prev = r->next = NULL;
-	r->partial = false;
+	r->ndone = 0;
 }
 
 static void item_free(struct out_item *it)
@@ -810,9 +810,8 @@ static bool acks_push(struct bot *b, const int64_t *v, size_t n)
 static void call_done(struct bot *b, struct orow *r, int64_t id)
 {
 	if (!--r->left) {
-		if (r->partial)
+		if (r->ndone)
 			partial_unlink(b, r);
-		r->ndone = 0;
 		int64_t rec[2] = {r->id, 0};
 		acks_push(b, rec, 2);
 		return;
@@ -825,15 +824,14 @@ static void call_done(struct bot *b, struct orow *r, int64_t id)
 		r->done = v;
 		r->capdone = cap;
 	}
-	r->done[r->ndone++] = id;
-	if (!r->partial) {
-		r->partial = true;
+	if (!r->ndone++) { /* the first: onto the partial list */
 		r->since = mono_ms();
 		r->prev = b->partial_tail;
 		r->next = NULL;
 		*(r->prev ? &r->prev->next : &b->partial_head) = r;
 		b->partial_tail = r;
 	}
+	r->done[r->ndone - 1] = id;
 }
 
 /* Moves the done calls of partly done rows that waited SETTLE_HOLD_MS (all
@@ -850,7 +848,6 @@ static bool settle_partial(struct bot *b)
 			return false;
 		acks_push(b, rec, 2);
 		acks_push(b, r->done, r->ndone);
-		r->ndone = 0;
 		partial_unlink(b, r);
 		if (!r->items)
 			orow_free(r);
