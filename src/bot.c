@@ -162,11 +162,11 @@ struct bot {
 	bool retry_exact; /* the timer waits out a 429's retry_after */
 	struct batch_job *retry_batch; /* a batch to hand to the database again */
 	char *pending_cmds; /* setMyCommands body in flight */
-	bool menu_stale;    /* the spec's menu changed while pending_cmds was in flight */
 	struct tg_req ctl;  /* setMyCommands after a spec swap (lazily set up) */
 	bool ctl_ready;
 	char *ctl_cmds;     /* its body in flight */
-	char *ctl_next;     /* a newer menu, sent when that call ends */
+	char *ctl_next;     /* a newer menu, sent when the menu call in flight
+			       (pending_cmds or ctl_cmds) ends */
 
 	/* sender */
 	struct send_slot *slots;
@@ -1807,22 +1807,29 @@ out:
 
 static int publish_menu(struct bot *b, char *cmds);
 
+/* After a menu call ended: publishes the menu that waited for it
+ * (publish_menu), so that the newer menu is the one left, unless the bot
+ * stops or lost its token. `next` is owned. */
+static void publish_waiting(struct bot *b, char *next)
+{
+	if (!next || b->stopping || b->status == BOT_UNAUTHORIZED)
+		free(next);
+	else if (publish_menu(b, next))
+		log_warn("bot %s: out of memory: its new command menu is not published", bot_id(b));
+}
+
 static void commands_set(struct tg_req *r, struct tg_result *res, void *arg)
 {
 	(void)r;
 	struct bot *b = arg;
-	char *cmds = b->pending_cmds;
-	b->pending_cmds = NULL;
-	/* a reload changed the menu meanwhile (bot_swap_spec waited): publish
-	 * it now, after this call, so that the newer menu is the one left */
-	char *now = b->menu_stale ? commands_json(b->spec) : NULL;
-	b->menu_stale = false;
-	if (now && !strcmp(now, cmds)) {
-		free(now);
-		now = NULL;
+	char *cmds = b->pending_cmds, *next = b->ctl_next;
+	b->pending_cmds = b->ctl_next = NULL;
+	if (next && !strcmp(next, cmds)) { /* edited back meanwhile */
+		free(next);
+		next = NULL;
 	}
 	if (b->stopping || res->status == TG_UNAUTHORIZED) {
-		free(now);
+		free(next);
 		free(cmds);
 		if (!b->stopping)
 			bot_unauthorized(b, "setMyCommands");
@@ -1842,8 +1849,7 @@ static void commands_set(struct tg_req *r, struct tg_result *res, void *arg)
 			 bot_id(b), res->description);
 	}
 	free(cmds);
-	if (now && publish_menu(b, now))
-		log_warn("bot %s: out of memory: its new command menu is not published", bot_id(b));
+	publish_waiting(b, next);
 	start_polling(b);
 }
 
@@ -1908,14 +1914,7 @@ static void swap_commands_done(struct tg_req *r, struct tg_result *res, void *ar
 			 bot_id(b), res->description);
 	}
 	free(cmds);
-	/* the menu changed again while this call was out: its turn now */
-	if (next && !b->stopping && b->status != BOT_UNAUTHORIZED) {
-		if (publish_menu(b, next))
-			log_warn("bot %s: out of memory: its new command menu is not published",
-				 bot_id(b));
-	} else {
-		free(next);
-	}
+	publish_waiting(b, next);
 	maybe_stopped(b);
 }
 
@@ -1932,25 +1931,18 @@ int bot_swap_spec(struct bot *b, struct spec *spec)
 		free(after);
 		return 0;
 	}
-	if (b->pending_cmds) {
-		/* the start's setMyCommands is in flight: two calls at once could
-		 * land in either order and leave the older menu published; it
-		 * publishes this one when it ends (commands_set) */
-		b->menu_stale = true;
-		free(after);
-		return 0;
-	}
 	return publish_menu(b, after);
 }
 
 /* Sends the menu `after` (owned: freed here or when the call ends) on the
- * bot's control request. While an older menu is in flight there, `after`
- * waits for it to end (replacing a menu already waiting): a cancelled call
- * may still reach Telegram, and land after the newer one. Returns 0 or
- * -ENOMEM. */
+ * bot's control request. While an older menu is in flight (the start's or
+ * an edit's), `after` waits for it to end (replacing a menu already
+ * waiting): two calls at once could land in either order, and a cancelled
+ * one may still reach Telegram, so the older menu could be the one left.
+ * Returns 0 or -ENOMEM. */
 static int publish_menu(struct bot *b, char *after)
 {
-	if (b->ctl_cmds) {
+	if (b->pending_cmds || b->ctl_cmds) {
 		free(b->ctl_next);
 		b->ctl_next = after;
 		return 0;
