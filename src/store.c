@@ -641,6 +641,18 @@ int store_due(struct store *st, const char *bot, int64_t now, int limit,
 
 static int outbox_put(struct store *st, int64_t row, const cJSON *calls);
 
+/* A row's calls parsed: a JSON array, or NULL when text is not one (a row
+ * edited by hand; or no memory to parse it: cJSON does not tell the two
+ * apart). Free with cJSON_Delete. */
+static cJSON *calls_parse(const char *text)
+{
+	cJSON *calls = text ? cJSON_Parse(text) : NULL;
+	if (cJSON_IsArray(calls))
+		return calls;
+	cJSON_Delete(calls);
+	return NULL;
+}
+
 /* Re-targets the calls of bot number no from chat `from` to `to`: the
  * rows that change are collected first, then written (not while the
  * SELECT walks the table). Returns 0, -ENOMEM or -EIO. */
@@ -655,10 +667,9 @@ static int outbox_migrate(struct store *st, int64_t no, int64_t from, int64_t to
 	sqlite3_stmt *s = prep(st, S_OUTBOX_LOAD);
 	bind_range(s, 1, no);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *text = (const char *)sqlite3_column_text(s, 1);
-		cJSON *calls = text ? cJSON_Parse(text) : NULL;
+		cJSON *calls = calls_parse((const char *)sqlite3_column_text(s, 1));
 		bool changed = false;
-		for (cJSON *e = cJSON_IsArray(calls) ? calls->child : NULL; e; e = e->next) {
+		for (cJSON *e = calls ? calls->child : NULL; e; e = e->next) {
 			cJSON *chat = cJSON_GetArrayItem(e, 1);
 			if (cJSON_IsNumber(chat) && (int64_t)chat->valuedouble == from) {
 				cJSON_SetNumberValue(chat, (double)to);
@@ -796,14 +807,10 @@ int store_outbox_add(struct store *st, const char *bot, struct outbox_call *call
 		return -ENOMEM;
 	if ((rc = bot_no_of(st, bi, bot, true, &no)) || (rc = outbox_next(st, bi, bot, no, n)))
 		return rc;
-	if (buf_putc(&b, '['))
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		if (call_json(&b, (int64_t)i, &calls[i])) {
-			buf_free(&b);
-			return -ENOMEM;
-		}
-	if (buf_putc(&b, ']')) {
+	rc = buf_putc(&b, '[');
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = call_json(&b, (int64_t)i, &calls[i]);
+	if (rc || buf_putc(&b, ']')) {
 		buf_free(&b);
 		return -ENOMEM;
 	}
@@ -856,27 +863,26 @@ static int outbox_get(struct store *st, int64_t row, cJSON **calls)
 	sqlite3_bind_int64(s, 1, row);
 	int rc = sqlite3_step(s);
 	*calls = NULL;
-	if (rc == SQLITE_ROW) {
-		const char *text = (const char *)sqlite3_column_text(s, 0);
-		if (!cJSON_IsArray(*calls = text ? cJSON_Parse(text) : NULL)) {
-			log_error("database: outbox row %lld could not be read", (long long)row);
-			cJSON_Delete(*calls);
-			*calls = NULL;
-		}
-	}
+	if (rc == SQLITE_ROW && !(*calls = calls_parse((const char *)sqlite3_column_text(s, 0))))
+		log_error("database: outbox row %lld could not be read", (long long)row);
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(st, "read outbox");
+}
+
+/* Deletes the row. Returns 0 or -EIO. */
+static int outbox_del(struct store *st, int64_t row)
+{
+	sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
+	sqlite3_bind_int64(s, 1, row);
+	return exec_stmt(st, s, "delete from outbox");
 }
 
 /* Writes calls back as row's calls, or deletes the row when none is left.
  * Returns 0, -ENOMEM or -EIO. */
 static int outbox_put(struct store *st, int64_t row, const cJSON *calls)
 {
-	if (!cJSON_GetArraySize(calls)) {
-		sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
-		sqlite3_bind_int64(s, 1, row);
-		return exec_stmt(st, s, "delete from outbox");
-	}
+	if (!cJSON_GetArraySize(calls))
+		return outbox_del(st, row);
 	char *text = cJSON_PrintUnformatted(calls);
 	if (!text)
 		return -ENOMEM;
@@ -919,14 +925,7 @@ int store_outbox_settle(struct store *st, const int64_t *recs, size_t n)
 			return -EINVAL;
 		int64_t row = recs[i];
 		size_t k = (size_t)recs[i + 1];
-		int rc;
-		if (k) {
-			rc = outbox_remove(st, row, recs + i + 2, k);
-		} else {
-			sqlite3_stmt *s = prep(st, S_OUTBOX_DEL);
-			sqlite3_bind_int64(s, 1, row);
-			rc = exec_stmt(st, s, "delete from outbox");
-		}
+		int rc = k ? outbox_remove(st, row, recs + i + 2, k) : outbox_del(st, row);
 		if (rc)
 			return rc;
 		i += 2 + k;
@@ -948,12 +947,10 @@ void store_outbox_free(struct outbox_row *rows, size_t n)
 static int load_row(int64_t row, const char *text, struct outbox_row **v, size_t *n,
 		    size_t *cap)
 {
-	cJSON *calls = text ? cJSON_Parse(text) : NULL;
-	if (!cJSON_IsArray(calls)) {
-		/* (or no memory to parse it: cJSON does not say which) */
+	cJSON *calls = calls_parse(text);
+	if (!calls) {
 		log_error("database: outbox row %lld could not be read: its calls are not sent",
 			  (long long)row);
-		cJSON_Delete(calls);
 		return 0;
 	}
 	const cJSON *e;
